@@ -1,0 +1,66 @@
+# fastmicro — the verbs. `make help` lists them.
+SHELL := bash
+.DEFAULT_GOAL := help
+# Expanded when a recipe uses them, so the Docker verbs (up, down, logs, ps) never install uv.
+UV = $(shell ./scripts/ensure-uv.sh)
+RUN = $(UV) run --frozen
+COMPOSE ?= docker compose
+
+.PHONY: help install servers dev test e2e lint lint-infra fmt migrate up down logs ps
+
+help:  ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install:  ## install the workspace (uv, Python deps) from uv.lock
+	$(UV) sync --locked
+
+servers:  ## make sure PostgreSQL and RabbitMQ answer (starting local ones if needed)
+	./scripts/ensure-servers.sh
+
+dev: install servers  ## run the stack locally: migrations, topology, then every service (Ctrl-C stops all)
+	$(RUN) python tools/devstack.py
+
+migrate: install servers  ## create the service databases if missing and apply their migrations
+	$(RUN) python tools/devstack.py --migrate-only
+
+test: install servers  ## every test (unit, integration, end-to-end) against real PostgreSQL and RabbitMQ
+	$(RUN) pytest
+
+lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, and lint-infra
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy libs services tools tests-e2e deploy
+	$(UV) lock --check
+
+lint-infra: install  ## Dockerfile, compose file, Kubernetes manifests and CI workflow, validated offline
+	$(RUN) python deploy/lint_infra.py
+
+fmt: install  ## format and auto-fix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+e2e: install servers  ## the end-to-end suite alone: the stack as `make dev` runs it, driven over HTTP
+	$(RUN) pytest tests-e2e
+
+up: .env  ## the whole stack in Docker: build, migrate, start, wait until healthy, print the URLs
+	$(COMPOSE) up -d --build --wait
+	@printf '\nfastmicro is up (make logs, make ps, make down):\n'
+	@printf '  %-15s %s\n' \
+	  users http://localhost:8001/docs \
+	  orders http://localhost:8002/docs \
+	  notifications http://localhost:8003/docs \
+	  'RabbitMQ UI' 'http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)' \
+	  'Mailpit' 'http://localhost:8025 (every mail the stack sends)'
+
+down:  ## stop the Docker stack; its data volumes stay (`make down ARGS=--volumes` removes them)
+	$(COMPOSE) down $(ARGS)
+
+logs:  ## follow the Docker stack's logs (`make logs ARGS=orders` for one service)
+	$(COMPOSE) logs --follow --tail=200 $(ARGS)
+
+ps:  ## the Docker stack's containers, their state and health
+	$(COMPOSE) ps --all
+
+.env:  # the first `make up` starts from the example (development) settings; .env is never committed
+	cp .env.example .env
+	@echo "created .env from .env.example: change every secret before ENVIRONMENT=production"

@@ -1,0 +1,117 @@
+"""`python -m <service> serve|worker|migrate|topology`: the one entry point of every service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+import uvicorn
+
+from fastmicro.logging import configure_logging
+from fastmicro.messaging import backoff_delay, declare_events_exchange
+from fastmicro.migrations import upgrade_to_head
+from fastmicro.runtime import DeclaresTopology, RolesFactory, Runtime, relay_only
+from fastmicro.web import run_roles
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractRobustChannel
+    from fastapi import FastAPI
+
+    from fastmicro.settings import ServiceSettings
+
+SettingsT = TypeVar("SettingsT", bound="ServiceSettings")
+
+log = structlog.get_logger(__name__)
+
+
+def run_cli(
+    *,
+    settings_factory: Callable[[], SettingsT],
+    app_factory: Callable[[SettingsT], FastAPI],
+    migrations: str,
+    roles: RolesFactory = relay_only,
+    argv: Sequence[str] | None = None,
+) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {migrations.partition(':')[0]}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API together with the relay and consumers")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    commands.add_parser("worker", help="run the relay and consumers without HTTP")
+    commands.add_parser("migrate", help="apply the database migrations")
+    topology = commands.add_parser("topology", help="declare the exchanges and queues this service needs")
+    topology.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    args = parser.parse_args(argv)
+
+    settings = settings_factory()
+    configure_logging(settings)
+    if args.command == "serve":
+        uvicorn.run(
+            app_factory(settings),
+            host=args.host or settings.http_host,
+            port=args.port or settings.http_port,
+            log_config=None,
+            timeout_graceful_shutdown=15,
+        )
+    elif args.command == "worker":
+        asyncio.run(run_worker(settings, roles))
+    elif args.command == "migrate":
+        asyncio.run(upgrade_to_head(migrations, settings.database_url))
+        log.info("migrations_applied")
+    else:
+        asyncio.run(declare_topology(settings, roles, wait=args.wait))
+
+
+async def run_worker(settings: ServiceSettings, roles: RolesFactory) -> None:
+    """Run the background roles until SIGTERM or SIGINT, then stop them gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runtime = Runtime.from_settings(settings)
+    try:
+        async with run_roles(roles(runtime)):
+            log.info("worker_started")
+            await stop.wait()
+            log.info("worker_stopping")
+    finally:
+        await runtime.close()
+
+
+async def declare_topology(settings: ServiceSettings, roles: RolesFactory, *, wait: float) -> list[str]:
+    """Declare the events exchange and every queue this service's roles consume, ahead of any publish.
+
+    Returns the names of the queues declared for the roles.
+    """
+    runtime = Runtime.from_settings(settings)
+    try:
+        channel = await _channel_when_ready(runtime, wait)
+        await declare_events_exchange(channel, runtime.broker.topology)
+        queues: list[str] = []
+        for role in roles(runtime):
+            if isinstance(role, DeclaresTopology):
+                await role.declare(channel)
+                queues.extend(role.queue_names)
+        log.info("topology_declared", exchange=runtime.broker.topology.events_exchange, queues=queues)
+        return queues
+    finally:
+        await runtime.close()
+
+
+async def _channel_when_ready(runtime: Runtime, wait: float) -> AbstractRobustChannel:
+    deadline = time.monotonic() + wait
+    attempt = 0
+    while True:
+        try:
+            return await runtime.broker.channel(publisher_confirms=False)
+        except Exception as error:
+            if time.monotonic() >= deadline:
+                raise
+            attempt += 1
+            log.warning("broker_not_ready", error=str(error), attempt=attempt)
+            await asyncio.sleep(backoff_delay(attempt, cap=2.0))

@@ -1,0 +1,109 @@
+"""Engine, sessions, the declarative base and the mixins every entity uses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from sqlalchemy import DateTime, MetaData, exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+if TYPE_CHECKING:
+    from fastmicro.settings import ServiceSettings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UUIDPrimaryKey:
+    """A UUID id made by the application, so an entity has its id before any round trip."""
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("id", uuid.uuid4())
+        super().__init__(**kwargs)
+
+
+class Timestamps:
+    """Set in Python, not by the server: no RETURNING or refresh is needed to read them."""
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+def create_engine(settings: ServiceSettings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        # A connection that died with the database is replaced instead of failing a request.
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            "server_settings": {
+                "application_name": settings.service_name,
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+            },
+        },
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Entities stay readable after commit: responses are built from them without a reload.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when `error` means the database could not be reached, not that a statement was wrong."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        return isinstance(error, (exc.OperationalError, exc.InterfaceError)) or _is_transport(error.orig)
+    if isinstance(error, exc.TimeoutError):  # waiting for a pooled connection
+        return True
+    return _is_transport(error)
+
+
+_TRANSPORT_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # includes "connection is closed"
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
+def _is_transport(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, _TRANSPORT_ERRORS):
+            return True
+        error = error.__cause__
+    return False
+
+
+def unique_violation(error: exc.IntegrityError) -> str | None:
+    """The name of the unique constraint `error` violated, or None for any other integrity error."""
+    cause = error.orig.__cause__ if error.orig is not None else None
+    if getattr(cause, "sqlstate", None) == "23505":
+        name = getattr(cause, "constraint_name", None)
+        return str(name) if name else None
+    return None

@@ -1,0 +1,38 @@
+"""Field types for request bodies: text that PostgreSQL can store and UTF-8 can encode.
+
+PostgreSQL refuses U+0000 in text, and a lone surrogate cannot be encoded; either would
+otherwise pass validation and fail later as a 500. Check every free-text input with `storable`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, SecretStr
+
+
+def storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _storable_secret(value: SecretStr) -> SecretStr:
+    storable(value.get_secret_value())
+    return value
+
+
+def is_storable(value: str) -> bool:
+    try:
+        storable(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: e.g. `Annotated[str, StringConstraints(max_length=100), AfterValidator(storable)]` for plain text.
+SecretText = Annotated[SecretStr, AfterValidator(_storable_secret)]

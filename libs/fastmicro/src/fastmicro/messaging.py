@@ -1,0 +1,131 @@
+"""RabbitMQ: the topology of CONTRACT.md, a connection that outlives broker outages, and the publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection, ExchangeType
+
+from fastmicro.events import Envelope
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every exchange and queue name in one place. `namespace` prefixes them all (tests use it)."""
+
+    namespace: str = ""
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}fastmicro.events"
+
+    @property
+    def unrouted_exchange(self) -> str:
+        return f"{self.namespace}fastmicro.unrouted"
+
+    @property
+    def unrouted_queue(self) -> str:
+        return f"{self.namespace}fastmicro.unrouted"
+
+    def service_queue(self, service: str) -> str:
+        return f"{self.namespace}{service}.events"
+
+
+async def declare_events_exchange(channel: AbstractRobustChannel, topology: Topology) -> AbstractExchange:
+    """Declare (idempotently) the events exchange and its alternate exchange for unrouted messages."""
+    unrouted = await channel.declare_exchange(topology.unrouted_exchange, ExchangeType.FANOUT, durable=True)
+    queue = await channel.declare_queue(topology.unrouted_queue, durable=True)
+    await queue.bind(unrouted)
+    return await channel.declare_exchange(
+        topology.events_exchange,
+        ExchangeType.TOPIC,
+        durable=True,
+        arguments={"alternate-exchange": topology.unrouted_exchange},
+    )
+
+
+def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
+    """Exponential backoff with full jitter: replicas that failed together do not retry together."""
+    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - jitter, not security
+
+
+class Broker:
+    """One robust AMQP connection per process.
+
+    The first connection is retried here with backoff (aio-pika only retries once connected);
+    afterwards aio-pika reconnects by itself and restores the channels and topology it declared.
+    """
+
+    def __init__(self, url: str, topology: Topology, *, connect_timeout: float = 3.0) -> None:
+        self.url = url
+        self.topology = topology
+        self._connect_timeout = connect_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def is_connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    async def connection(self) -> AbstractRobustConnection:
+        """The live connection, connecting first if there is none yet (raises if the broker is down)."""
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aio_pika.connect_robust(
+                    self.url, timeout=self._connect_timeout, reconnect_interval=1
+                )
+                log.info("broker_connected")
+            return self._connection
+
+    async def channel(self, *, publisher_confirms: bool = True) -> AbstractRobustChannel:
+        connection = await self.connection()
+        return await connection.channel(publisher_confirms=publisher_confirms)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._connection is not None:
+                await self._connection.close()
+                self._connection = None
+
+
+class Publisher:
+    """Publishes envelopes to the events exchange and waits for the broker's confirm of each."""
+
+    def __init__(self, broker: Broker, *, timeout: float = 5.0) -> None:
+        self._broker = broker
+        self._timeout = timeout
+        self._exchange: AbstractExchange | None = None
+        self._lock = asyncio.Lock()
+
+    async def exchange(self) -> AbstractExchange:
+        """The events exchange on a confirming channel, opened once (raises if the broker is down).
+
+        The channel is robust: after a broker outage aio-pika reopens it and this object stays valid.
+        """
+        async with self._lock:
+            if self._exchange is None:
+                channel = await asyncio.wait_for(self._broker.channel(publisher_confirms=True), self._timeout)
+                self._exchange = await declare_events_exchange(channel, self._broker.topology)
+            return self._exchange
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Publish with the AMQP properties CONTRACT.md requires; returns once the broker confirmed."""
+        exchange = await self.exchange()
+        message = aio_pika.Message(
+            envelope.model_dump_json().encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(envelope.id),
+            type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            timestamp=envelope.occurred_at,
+        )
+        # mandatory=False: the alternate exchange keeps what no queue is bound for.
+        await exchange.publish(message, envelope.routing_key, mandatory=False, timeout=self._timeout)

@@ -1,0 +1,54 @@
+"""Prometheus metrics of the kernel's moving parts, and the middleware that times HTTP requests."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Histogram
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+OUTBOX_PUBLISHED = Counter("outbox_published_total", "Events published from the outbox and confirmed.")
+OUTBOX_PUBLISH_FAILURES = Counter("outbox_publish_failures_total", "Outbox batches that failed to publish.")
+
+
+class MetricsMiddleware:
+    """Labels by route template (`/users/{user_id}`), never by raw path, to bound cardinality."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "<unmatched>")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+
+
+CONSUMER_MESSAGES = Counter(
+    "consumer_messages_total", "Messages taken by event consumers, by outcome.", ["event_type", "outcome"]
+)

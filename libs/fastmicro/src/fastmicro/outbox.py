@@ -1,0 +1,215 @@
+"""The transactional outbox: the table events are written to, and the relay that publishes them.
+
+A unit of work inserts its events into `outbox` in the same transaction as the state they
+describe; a statement trigger NOTIFYs the relay at commit. The relay claims unpublished rows
+with `FOR UPDATE SKIP LOCKED` (so replicas share the work), publishes each with a broker
+confirm, and marks them published in the same transaction as the claim. A crash between
+publish and mark re-publishes those rows: consumers are idempotent on the event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import structlog
+from sqlalchemy import DDL, DateTime, Index, Integer, String, event, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fastmicro.db import Base, utcnow
+from fastmicro.events import Envelope
+from fastmicro.messaging import backoff_delay
+from fastmicro.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from fastmicro.pgnotify import listen
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from fastmicro.messaging import Publisher
+
+log = structlog.get_logger(__name__)
+
+NOTIFY_CHANNEL = "fastmicro_outbox"
+
+
+class PublishFailed(RuntimeError):
+    def __init__(self, failed: int, claimed: int) -> None:
+        super().__init__(f"{failed} of {claimed} events were not confirmed by the broker")
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    routing_key: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        # The relay's only query: unpublished rows, oldest first. Kept small by being partial.
+        Index("ix_outbox_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+outbox_table = OutboxMessage.metadata.tables["outbox"]
+
+_NOTIFY_FUNCTION = DDL(  # type: ignore[no-untyped-call]
+    f"""
+CREATE OR REPLACE FUNCTION fastmicro_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+    RETURN NULL;
+END $$
+"""
+)
+_NOTIFY_TRIGGER = DDL(  # type: ignore[no-untyped-call]
+    "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION fastmicro_outbox_notify()"
+)
+# create_all (tests) and the migrations below produce the same objects.
+event.listen(outbox_table, "after_create", _NOTIFY_FUNCTION)
+event.listen(outbox_table, "after_create", _NOTIFY_TRIGGER)
+
+
+def create_outbox(bind: Connection) -> None:
+    """For a service's Alembic migration (`create_outbox(op.get_bind())`): table, index, NOTIFY trigger."""
+    outbox_table.create(bind)
+
+
+def drop_outbox(bind: Connection) -> None:
+    outbox_table.drop(bind)
+    bind.execute(text("DROP FUNCTION IF EXISTS fastmicro_outbox_notify()"))
+
+
+def outbox_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": envelope.id,
+            "routing_key": envelope.routing_key,
+            "payload": envelope.model_dump(mode="json"),
+            "created_at": envelope.occurred_at,
+        }
+        for envelope in envelopes
+    ]
+
+
+class OutboxRelay:
+    """Publishes what units of work committed to the outbox. Safe to run in several replicas."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publisher: Publisher,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 2.0,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.published_count = 0
+        self.failure_count = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run until `stop()`: drain on every NOTIFY, poll as a fallback, back off while failing."""
+        listener = asyncio.create_task(
+            listen(self._engine, NOTIFY_CHANNEL, self._wake, max_backoff=self._max_backoff), name="outbox-listen"
+        )
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    await self._drain()
+                    failures = 0
+                except Exception as error:  # noqa: BLE001 - any fault: back off, keep the rows, retry
+                    delay = backoff_delay(failures, cap=self._max_backoff)
+                    failures += 1
+                    self.failure_count += 1
+                    log.warning(
+                        "outbox_relay_failed",
+                        error=str(error),
+                        error_type=type(error).__name__,
+                        retry_in=round(delay, 2),
+                        failures=failures,
+                    )
+                    await self._sleep(delay)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _drain(self) -> None:
+        while not self._stopping.is_set():
+            claimed = await self.relay_batch()
+            if claimed < self._batch_size:
+                return
+
+    async def relay_batch(self) -> int:
+        """Claim, publish and mark one batch in one transaction. Returns how many rows it claimed."""
+        await self._publisher.exchange()  # fail fast, before locking rows, while the broker is down
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(OutboxMessage.id, OutboxMessage.payload)
+                    .where(OutboxMessage.published_at.is_(None))
+                    .order_by(OutboxMessage.created_at)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            envelopes = [Envelope.model_validate(payload) for _, payload in rows]
+            results = await asyncio.gather(
+                *(self._publisher.publish(envelope) for envelope in envelopes), return_exceptions=True
+            )
+            sent = [envelope.id for envelope, result in zip(envelopes, results, strict=True) if result is None]
+            failed = [
+                (envelope.id, result)
+                for envelope, result in zip(envelopes, results, strict=True)
+                if isinstance(result, Exception)
+            ]
+            if sent:
+                await conn.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(sent))
+                    .values(published_at=func.now(), attempts=OutboxMessage.attempts + 1)
+                )
+            if failed:
+                await conn.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_([message_id for message_id, _ in failed]))
+                    .values(attempts=OutboxMessage.attempts + 1, last_error=repr(failed[0][1])[:500])
+                )
+        self.published_count += len(sent)
+        OUTBOX_PUBLISHED.inc(len(sent))
+        if failed:
+            OUTBOX_PUBLISH_FAILURES.inc()
+            raise PublishFailed(len(failed), len(rows)) from failed[0][1]
+        return len(rows)

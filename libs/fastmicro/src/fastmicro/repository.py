@@ -1,0 +1,68 @@
+"""The repository abstraction: a collection-like view of one aggregate type.
+
+`Repository` is the protocol services depend on (and unit-test fakes implement);
+`SQLAlchemyRepository` implements it once, so a service repository adds only its own queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
+
+EntityT = TypeVar("EntityT")
+IdT_contra = TypeVar("IdT_contra", contravariant=True)
+ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+KeyT = TypeVar("KeyT")
+
+
+class Repository(Protocol[EntityT, IdT_contra]):
+    async def get(self, id_: IdT_contra, /, *, for_update: bool = False) -> EntityT | None: ...
+    async def get_all(self, *, skip: int = 0, limit: int = 100) -> Sequence[EntityT]: ...
+    async def create(self, entity: EntityT, /) -> EntityT: ...
+    async def update(self, entity: EntityT, /) -> EntityT: ...
+    async def delete(self, id_: IdT_contra, /) -> bool: ...
+    async def exists(self, id_: IdT_contra, /) -> bool: ...
+
+
+class SQLAlchemyRepository(Generic[ModelT, KeyT]):
+    """Works inside the caller's transaction: it flushes, it never commits."""
+
+    def __init__(self, session: AsyncSession, model: type[ModelT]) -> None:
+        self.session = session
+        self.model = model
+        self._pk = model.__mapper__.primary_key[0]
+
+    async def get(self, id_: KeyT, /, *, for_update: bool = False) -> ModelT | None:
+        """The entity, or None; `for_update` locks its row until the transaction ends."""
+        return await self.session.get(self.model, id_, with_for_update=for_update or None)
+
+    async def get_all(self, *, skip: int = 0, limit: int = 100) -> Sequence[ModelT]:
+        stmt = select(self.model).order_by(self._pk).offset(skip).limit(limit)
+        return (await self.session.scalars(stmt)).all()
+
+    async def create(self, entity: ModelT, /) -> ModelT:
+        self.session.add(entity)
+        await self.session.flush()
+        return entity
+
+    async def update(self, entity: ModelT, /) -> ModelT:
+        if entity not in self.session:  # detached: copy its state onto the persistent one
+            entity = await self.session.merge(entity)
+        await self.session.flush()
+        return entity
+
+    async def delete(self, id_: KeyT, /) -> bool:
+        entity = await self.get(id_)
+        if entity is None:
+            return False
+        await self.session.delete(entity)
+        await self.session.flush()
+        return True
+
+    async def exists(self, id_: KeyT, /) -> bool:
+        stmt = select(exists().where(self._pk == id_))
+        return bool(await self.session.scalar(stmt))

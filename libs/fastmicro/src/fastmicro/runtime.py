@@ -1,0 +1,102 @@
+"""The composition root's shared parts: what one service process holds for its whole life."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from aio_pika.abc import AbstractRobustChannel
+
+from fastmicro.consumer import EventConsumer, Subscription
+from fastmicro.db import create_engine, create_session_factory
+from fastmicro.messaging import Broker, Publisher, Topology
+from fastmicro.outbox import OutboxRelay
+from fastmicro.security import TokenCodec
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from fastmicro.settings import ServiceSettings
+    from fastmicro.uow import UnitOfWork
+
+UowT = TypeVar("UowT", bound="UnitOfWork")
+
+
+class BackgroundRole(Protocol):
+    """A long-running part of a service (outbox relay, consumer): `run()` until `stop()`."""
+
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@runtime_checkable
+class DeclaresTopology(Protocol):
+    """A role with queues of its own, declared ahead by `python -m <svc> topology`."""
+
+    @property
+    def queue_names(self) -> list[str]: ...
+
+    async def declare(self, channel: AbstractRobustChannel) -> Any: ...
+
+
+RolesFactory = Callable[["Runtime"], Sequence[BackgroundRole]]
+
+
+@dataclass
+class Runtime:
+    settings: ServiceSettings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    broker: Broker
+    publisher: Publisher
+    tokens: TokenCodec
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> Runtime:
+        engine = create_engine(settings)
+        broker = Broker(settings.amqp_url, Topology(settings.amqp_namespace))
+        return cls(
+            settings=settings,
+            engine=engine,
+            session_factory=create_session_factory(engine),
+            broker=broker,
+            publisher=Publisher(broker),
+            tokens=TokenCodec(
+                settings.jwt_secret.get_secret_value(),
+                algorithm=settings.jwt_algorithm,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                ttl_seconds=settings.jwt_ttl_seconds,
+            ),
+        )
+
+    def outbox_relay(self) -> OutboxRelay:
+        return OutboxRelay(
+            self.engine,
+            self.publisher,
+            batch_size=self.settings.outbox_batch_size,
+            poll_interval=self.settings.outbox_poll_interval,
+            max_backoff=self.settings.outbox_max_backoff,
+        )
+
+    def consumer(
+        self, subscriptions: Sequence[Subscription[Any, UowT]], uow: Callable[[], UowT]
+    ) -> EventConsumer[UowT]:
+        return EventConsumer(
+            self.broker,
+            service=self.settings.service_name,
+            subscriptions=subscriptions,
+            uow_factory=uow,
+            prefetch=self.settings.consumer_prefetch,
+            retry_delays=self.settings.consumer_retry_delays,
+        )
+
+    async def close(self) -> None:
+        await self.broker.close()
+        await self.engine.dispose()
+
+
+def relay_only(runtime: Runtime) -> list[BackgroundRole]:
+    """The roles of a service that consumes nothing: its outbox relay."""
+    return [runtime.outbox_relay()]

@@ -1,0 +1,88 @@
+"""A TCP proxy a test can cut and restore, to fail PostgreSQL or RabbitMQ without touching the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import cast
+from urllib.parse import urlsplit, urlunsplit
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target. `cut()` drops live connections and refuses new ones."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.Task[None]] = set()
+        self.connections_made = 0
+
+    async def start(self) -> TcpProxy:
+        await self._listen()
+        return self
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def url_for(self, url: str) -> str:
+        """`url` with its host and port replaced by this proxy's."""
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if netloc[1] else host))
+
+    @property
+    def is_cut(self) -> bool:
+        return self._server is None
+
+    async def cut(self) -> None:
+        """Stop listening (new connections are refused) and reset every live connection."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for link in list(self._links):
+            link.cancel()
+        await asyncio.gather(*self._links, return_exceptions=True)
+
+    async def restore(self) -> None:
+        if self._server is None:
+            await self._listen()  # same port: clients reconnect to the address they know
+
+    async def close(self) -> None:
+        await self.cut()
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        self._links.add(task)
+        self.connections_made += 1
+        upstream_writer: asyncio.StreamWriter | None = None
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(self.target_host, self.target_port)
+            await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._links.discard(task)
+            for writer in (client_writer, upstream_writer):
+                if writer is not None:
+                    _abort(writer)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    if writer.can_write_eof():
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    transport = writer.transport
+    if not transport.is_closing():
+        transport.abort()

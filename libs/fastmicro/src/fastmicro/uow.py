@@ -1,0 +1,79 @@
+"""The unit of work: one transaction, and the events it emits committed with it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NoReturn, Self
+
+from sqlalchemy import insert
+
+from fastmicro.db import is_connection_error
+from fastmicro.errors import ServiceUnavailable
+from fastmicro.events import DomainEvent, Envelope
+from fastmicro.outbox import outbox_rows, outbox_table
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+class UnitOfWork:
+    """`async with uow:` opens a session; leaving without `commit()` discards the transaction.
+
+    `emit(event)` queues an event; `commit()` inserts the queued events into the outbox in the
+    same transaction as the state change, so either both happen or neither does. A database
+    that cannot be reached surfaces as `ServiceUnavailable` (503), never as a bare driver error.
+
+    A service subclasses it to attach its repositories in `__aenter__`. One instance serves one
+    request or one message: never share it (or its session) between concurrent tasks.
+    """
+
+    session: AsyncSession
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+        self._pending: list[Envelope] = []
+
+    async def __aenter__(self) -> Self:
+        self.session = self._session_factory()
+        self._pending = []
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._pending = []
+        try:
+            # close() ends an uncommitted transaction (the connection rolls back on its way to the
+            # pool) without expiring what was loaded: entities stay readable after the block.
+            await self.session.close()
+        except Exception as cleanup_error:  # noqa: BLE001 - re-raised, translated, unless another is in flight
+            if exc is None:
+                _reraise(cleanup_error)
+        if exc is not None and not isinstance(exc, ServiceUnavailable) and is_connection_error(exc):
+            raise ServiceUnavailable() from exc
+
+    def emit(self, event: DomainEvent) -> Envelope:
+        """Queue `event` for the outbox; it is written at `commit()` and published after it."""
+        envelope = Envelope.wrap(event)
+        self._pending.append(envelope)
+        return envelope
+
+    async def commit(self) -> None:
+        try:
+            if self._pending:
+                await self.session.execute(insert(outbox_table), outbox_rows(self._pending))
+            await self.session.commit()
+        except Exception as error:  # noqa: BLE001 - re-raised, translated
+            _reraise(error)
+        self._pending = []
+
+    async def rollback(self) -> None:
+        self._pending = []
+        await self.session.rollback()
+
+
+def _reraise(error: Exception) -> NoReturn:
+    if is_connection_error(error):
+        raise ServiceUnavailable() from error
+    raise error

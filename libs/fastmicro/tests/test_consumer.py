@@ -1,0 +1,272 @@
+"""The consumer runtime against real RabbitMQ and PostgreSQL: once-only effects, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
+
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from sqlalchemy import Column, MetaData, String, Table, Uuid, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from fastmicro.consumer import (
+    ATTEMPT_HEADER,
+    REASON_HEADER,
+    EventConsumer,
+    NonRetryable,
+    Subscription,
+    inbox_table,
+)
+from fastmicro.db import create_session_factory
+from fastmicro.events import DomainEvent, Envelope
+from fastmicro.messaging import Broker
+from fastmicro.outbox import outbox_table
+from fastmicro.testing import publish_envelope, publish_event, publish_raw
+from fastmicro.testing.plugin import DatabaseFactory
+from fastmicro.uow import UnitOfWork
+
+effects = Table("effects", MetaData(), Column("event_id", Uuid), Column("thing_id", Uuid), Column("mode", String))
+
+
+class ThingHappened(DomainEvent):
+    type: ClassVar[str] = "ThingHappened"
+    source: ClassVar[str] = "kernel"
+
+    thing_id: uuid.UUID
+    mode: str = "ok"  # ok | fail_twice | non_retryable | slow | cascade
+
+
+class ThingFollowed(DomainEvent):
+    type: ClassVar[str] = "ThingFollowed"
+    source: ClassVar[str] = "kernel"
+
+    thing_id: uuid.UUID
+
+
+ConsumerFactory = Callable[[], EventConsumer[UnitOfWork]]
+failures: Counter[uuid.UUID] = Counter()
+
+
+async def handle(event: ThingHappened, uow: UnitOfWork) -> None:
+    if event.mode == "fail_twice" and failures[event.thing_id] < 2:
+        failures[event.thing_id] += 1
+        raise RuntimeError("transient failure")
+    if event.mode == "non_retryable":
+        raise NonRetryable("this can never work")
+    if event.mode == "slow":
+        await asyncio.sleep(1.5)
+    if event.mode == "cascade":
+        uow.emit(ThingFollowed(thing_id=event.thing_id))
+    await uow.session.execute(insert(effects).values(event_id=uuid.uuid4(), thing_id=event.thing_id, mode=event.mode))
+
+
+@pytest.fixture
+async def engine(database_factory: DatabaseFactory) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(await database_factory("consumer"))
+    async with engine.begin() as conn:
+        for table in (inbox_table, outbox_table, effects):
+            await conn.run_sync(table.create)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return create_session_factory(engine)
+
+
+@pytest.fixture
+def make_consumer(
+    test_broker: Broker, sessions: async_sessionmaker[Any], queues_to_delete: list[str]
+) -> ConsumerFactory:
+    service = f"kernel-{uuid.uuid4().hex[:6]}"
+
+    def make() -> EventConsumer[UnitOfWork]:
+        consumer = EventConsumer(
+            test_broker,
+            service=service,
+            subscriptions=[Subscription(ThingHappened, handle)],
+            uow_factory=lambda: UnitOfWork(sessions),
+            retry_delays=[0.2, 0.4],
+            prefetch=4,
+        )
+        queues_to_delete.extend(name for name in consumer.queue_names if name not in queues_to_delete)
+        return consumer
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def running(consumer: EventConsumer[UnitOfWork]) -> AsyncIterator[asyncio.Task[None]]:
+    channel = await consumer._broker.channel(publisher_confirms=False)
+    await consumer.declare(channel)  # bound before anything is published, as `topology` does
+    await channel.close()
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield task
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 15)
+
+
+async def effects_of(engine: AsyncEngine, thing_id: uuid.UUID) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.scalars(select(effects.c.mode).where(effects.c.thing_id == thing_id))).all())
+
+
+async def wait_effects(engine: AsyncEngine, thing_id: uuid.UUID, count: int = 1, within: float = 15) -> list[str]:
+    async with asyncio.timeout(within):
+        while len(found := await effects_of(engine, thing_id)) < count:
+            await asyncio.sleep(0.05)
+    return found
+
+
+async def dead_letters(broker: Broker, queue: str, within: float = 10, count: int = 1) -> list[AbstractIncomingMessage]:
+    channel = await broker.channel(publisher_confirms=False)
+    found: list[AbstractIncomingMessage] = []
+    try:
+        dead = await channel.declare_queue(queue, durable=True)
+        async with asyncio.timeout(within):
+            while len(found) < count:
+                message = await dead.get(no_ack=True, fail=False)
+                if message is None:
+                    await asyncio.sleep(0.05)
+                else:
+                    found.append(message)
+    finally:
+        await channel.close()
+    return found
+
+
+async def test_a_message_delivered_twice_has_one_effect(
+    make_consumer: ConsumerFactory, test_broker: Broker, engine: AsyncEngine
+) -> None:
+    consumer = make_consumer()
+    thing = uuid.uuid4()
+    async with running(consumer):
+        envelope = await publish_event(test_broker, ThingHappened(thing_id=thing))
+        await publish_envelope(test_broker, envelope)
+        await wait_effects(engine, thing)
+        async with asyncio.timeout(10):
+            while consumer.duplicate_count < 1:
+                await asyncio.sleep(0.05)
+    assert await effects_of(engine, thing) == ["ok"]
+    assert (consumer.handled_count, consumer.duplicate_count) == (1, 1)
+
+
+async def test_a_failing_handler_is_retried_through_the_delay_queues_and_succeeds_once(
+    make_consumer: ConsumerFactory, test_broker: Broker, engine: AsyncEngine
+) -> None:
+    thing = uuid.uuid4()
+    async with running(make_consumer()):
+        await publish_event(test_broker, ThingHappened(thing_id=thing, mode="fail_twice"))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await wait_effects(engine, thing)
+        elapsed = loop.time() - started
+        await asyncio.sleep(0.5)
+    assert failures[thing] == 2
+    assert await effects_of(engine, thing) == ["fail_twice"]
+    assert elapsed >= 0.2 + 0.4  # it waited in both delay queues
+
+
+async def test_poison_messages_are_dead_lettered_with_a_reason_and_the_stream_flows_on(
+    make_consumer: ConsumerFactory, test_broker: Broker, engine: AsyncEngine
+) -> None:
+    consumer = make_consumer()
+    after = uuid.uuid4()
+    async with running(consumer):
+        await publish_raw(test_broker, "kernel.ThingHappened", b"{not json", message_id="poison-1")
+        await publish_raw(
+            test_broker,
+            "kernel.ThingHappened",
+            json.dumps(_envelope(data={"thing_id": "not-a-uuid"})).encode(),
+            message_id="poison-2",
+        )
+        await publish_event(test_broker, ThingHappened(thing_id=uuid.uuid4(), mode="non_retryable"))
+        await publish_event(test_broker, ThingHappened(thing_id=after))
+        await wait_effects(engine, after)
+        dead = await dead_letters(test_broker, consumer.dead_queue_name, count=3)
+
+    reasons = sorted(str(message.headers[REASON_HEADER]) for message in dead)
+    assert reasons[0].startswith("invalid ThingHappened v1 data: thing_id"), reasons
+    assert reasons[1].startswith("non-retryable: this can never work"), reasons
+    assert reasons[2].startswith("unparseable envelope"), reasons
+    assert {message.message_id for message in dead} >= {"poison-1", "poison-2"}
+
+
+async def test_a_handler_failing_every_time_ends_in_the_dead_letter_queue(
+    make_consumer: ConsumerFactory, test_broker: Broker
+) -> None:
+    consumer = make_consumer()
+    thing = uuid.uuid4()
+    failures[thing] = -100  # fail_twice never runs out of failures for this one
+    async with running(consumer):
+        await publish_event(test_broker, ThingHappened(thing_id=thing, mode="fail_twice"))
+        [dead] = await dead_letters(test_broker, consumer.dead_queue_name)
+    assert dead.headers[REASON_HEADER] == "attempts exhausted"
+    assert dead.headers[ATTEMPT_HEADER] == 2
+    assert failures[thing] == -100 + 3  # the first try and two retries
+
+
+async def test_unknown_fields_are_ignored(
+    make_consumer: ConsumerFactory, test_broker: Broker, engine: AsyncEngine
+) -> None:
+    thing = uuid.uuid4()
+    body = _envelope(data={"thing_id": str(thing), "mode": "ok", "added_in_a_later_release": [1, 2]})
+    body["added_to_the_envelope"] = True
+    async with running(make_consumer()):
+        await publish_raw(test_broker, "kernel.ThingHappened", json.dumps(body).encode())
+        assert await wait_effects(engine, thing) == ["ok"]
+
+
+async def test_events_caused_by_a_handler_carry_its_correlation_and_causation(
+    make_consumer: ConsumerFactory, test_broker: Broker, engine: AsyncEngine
+) -> None:
+    thing = uuid.uuid4()
+    async with running(make_consumer()):
+        cause = await publish_event(
+            test_broker, ThingHappened(thing_id=thing, mode="cascade"), correlation_id="request-42"
+        )
+        await wait_effects(engine, thing)
+    async with engine.connect() as conn:
+        [payload] = (await conn.scalars(select(outbox_table.c.payload))).all()
+    caused = Envelope.model_validate(payload)
+    assert (caused.type, caused.correlation_id, caused.causation_id) == ("ThingFollowed", "request-42", cause.id)
+
+
+async def test_a_stopped_consumer_finishes_what_it_holds_and_loses_nothing(
+    make_consumer: ConsumerFactory, test_broker: Broker, engine: AsyncEngine
+) -> None:
+    things = [uuid.uuid4() for _ in range(8)]
+    first = make_consumer()
+    async with running(first):
+        for thing in things:
+            await publish_event(test_broker, ThingHappened(thing_id=thing, mode="slow"))
+        await asyncio.sleep(0.5)  # prefetch 4: four handlers are mid-way
+    # Stopped: those in hand finished; the rest went back to the queue unacked.
+    done_by_first = [thing for thing in things if await effects_of(engine, thing)]
+    assert len(done_by_first) >= 1
+    async with running(make_consumer()):
+        for thing in things:
+            await wait_effects(engine, thing)
+    assert [len(await effects_of(engine, thing)) for thing in things] == [1] * len(things)
+
+
+def _envelope(*, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "ThingHappened",
+        "version": 1,
+        "source": "kernel",
+        "occurred_at": "2026-11-22T10:00:00.123456Z",
+        "correlation_id": None,
+        "causation_id": None,
+        "data": data,
+    }
