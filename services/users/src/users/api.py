@@ -1,0 +1,48 @@
+"""The users HTTP API: schemas in, use case, schemas out. No rules here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from fastmicro.errors import problems
+from fastmicro.security import CurrentUser
+from users.dependencies import UserServiceDep
+from users.schemas import TokenOut, UserCreate, UserOut, UserUpdate
+
+router = APIRouter(tags=["users"])
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses=problems(409, 422))
+async def register(body: UserCreate, service: UserServiceDep) -> UserOut:
+    return UserOut.model_validate(await service.register(body))
+
+
+@router.post("/auth/token", responses=problems(401, 422))
+async def issue_token(form: Annotated[OAuth2PasswordRequestForm, Depends()], service: UserServiceDep) -> TokenOut:
+    token = await service.issue_token(form.username, form.password)
+    return TokenOut(access_token=token.access_token, expires_in=token.expires_in)
+
+
+@router.get("/users/me", responses=problems(401))
+async def me(actor: CurrentUser, service: UserServiceDep) -> UserOut:
+    return UserOut.model_validate(await service.me(actor))
+
+
+@router.get("/users/{user_id}", responses=problems(401, 403, 422))
+async def get_user(user_id: UUID, actor: CurrentUser, service: UserServiceDep) -> UserOut:
+    return UserOut.model_validate(await service.get(actor, user_id))
+
+
+@router.patch("/users/{user_id}", responses=problems(401, 403, 422))
+async def update_user(user_id: UUID, body: UserUpdate, actor: CurrentUser, service: UserServiceDep) -> UserOut:
+    return UserOut.model_validate(await service.update(actor, user_id, body))
+
+
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 422))
+async def delete_user(user_id: UUID, actor: CurrentUser, service: UserServiceDep) -> Response:
+    await service.delete(actor, user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
