@@ -1,0 +1,45 @@
+"""The orders HTTP API: schemas in, use case, schemas out. No rules here."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, status
+
+from fastmicro.errors import problems
+from fastmicro.security import CurrentUser
+from orders.dependencies import OrderServiceDep
+from orders.schemas import OrderCreate, OrderOut, OrderPage
+
+router = APIRouter(tags=["orders"])
+
+MAX_OFFSET = 2**63 - 1  # PostgreSQL's OFFSET is a bigint: beyond it is bad input, not a fault
+
+
+@router.post("/orders", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 422))
+async def place_order(body: OrderCreate, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
+    return OrderOut.model_validate(await service.place(actor, body))
+
+
+@router.get("/orders", responses=problems(401, 422))
+async def list_orders(
+    actor: CurrentUser,
+    service: OrderServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> OrderPage:
+    orders, total = await service.list(actor, limit=limit, offset=offset)
+    return OrderPage(
+        items=[OrderOut.model_validate(order) for order in orders], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/orders/{order_id}", responses=problems(401, 404, 422))
+async def get_order(order_id: UUID, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
+    return OrderOut.model_validate(await service.get(actor, order_id))
+
+
+@router.post("/orders/{order_id}/cancel", responses=problems(401, 404, 409, 422))
+async def cancel_order(order_id: UUID, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
+    return OrderOut.model_validate(await service.cancel(actor, order_id))

@@ -1,0 +1,31 @@
+"""The orders service's composition root."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from fastmicro.runtime import BackgroundRole, Runtime
+from fastmicro.web import create_app as create_service_app
+from orders.api import router
+from orders.handlers import SUBSCRIPTIONS
+from orders.settings import OrdersSettings
+from orders.uow import OrdersUnitOfWork
+
+
+def background_roles(runtime: Runtime) -> list[BackgroundRole]:
+    """The outbox relay, and the consumer of the events orders reacts to (UserDeleted)."""
+    return [
+        runtime.outbox_relay(),
+        runtime.consumer(SUBSCRIPTIONS, lambda: OrdersUnitOfWork(runtime.session_factory)),
+    ]
+
+
+def create_app(settings: OrdersSettings | None = None) -> FastAPI:
+    settings = settings or OrdersSettings()
+    return create_service_app(
+        settings,
+        title="fastmicro orders",
+        description="Places and cancels orders. Publishes OrderPlaced and OrderCancelled; consumes UserDeleted.",
+        routers=[router],
+        roles=background_roles,
+    )

@@ -1,0 +1,79 @@
+"""HTTP request and response bodies of the orders API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+from orders.currencies import ACTIVE_CURRENCIES
+
+MAX_QUANTITY = 10_000
+MAX_UNIT_PRICE = 10_000_000_000  # minor units: 100 million in a two-decimal currency
+MAX_ITEMS = 100
+
+
+def _active_currency(code: str) -> str:
+    if code not in ACTIVE_CURRENCIES:
+        raise ValueError("must be an active ISO 4217 currency code in upper case, such as USD or EUR")
+    return code
+
+
+Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Strict: "5", 5.0 and true are refused rather than read as 5 (or 1).
+Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
+UnitPrice = Annotated[StrictInt, Field(ge=0, le=MAX_UNIT_PRICE, description="Minor units (cents)")]
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{3}$"),
+    AfterValidator(_active_currency),
+    Field(description="ISO 4217 code", examples=["USD", "EUR"]),
+]
+
+
+class OrderItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Sku
+    quantity: Quantity
+    unit_price: UnitPrice
+
+
+class OrderCreate(BaseModel):
+    """What a client orders. Totals are not part of it: the service computes them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=MAX_ITEMS)]
+    currency: Currency = "USD"
+
+
+class OrderItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sku: str
+    quantity: int
+    unit_price: int
+    line_total: int
+
+
+class OrderOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    user_id: UUID
+    status: Literal["placed", "cancelled"]
+    items: list[OrderItemOut]
+    total: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    total: int
+    limit: int
+    offset: int
