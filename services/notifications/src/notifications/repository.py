@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import case, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from fastmicro.db import utcnow
+from fastmicro.repository import SQLAlchemyRepository
+from notifications.models import CONTACT_ERASED, Contact, Notification, NotificationId, UserId
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class ContactRepository(SQLAlchemyRepository[Contact, UserId]):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session, Contact)
+
+    async def lock(self, user_id: UserId) -> Contact:
+        """The user's contact, locked until the transaction ends; a blank one is inserted first if none exists.
+
+        The handlers of one user's events serialise on this row: an erasure and a late
+        UserCreated or UserUpdated cannot interleave, whatever order they commit in.
+        """
+        await self.session.execute(
+            insert(Contact).values(user_id=user_id, updated_at=utcnow()).on_conflict_do_nothing()
+        )
+        return (
+            await self.session.scalars(
+                select(Contact)
+                .where(Contact.user_id == user_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).one()
+
+    async def get_shared(self, user_id: UserId) -> Contact | None:
+        """The user's contact, share-locked: it cannot be erased before this transaction ends."""
+        return await self.session.scalar(
+            select(Contact)
+            .where(Contact.user_id == user_id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+
+
+#: Written as a literal, not a bound parameter: only then can PostgreSQL prove that a query
+#: implies the predicate of the partial index `ix_notifications_due`, in a prepared plan too.
+_PENDING = Notification.status == literal_column("'pending'")
+
+
+class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId]):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session, Notification)
+
+    async def add_once(self, notification: Notification) -> bool:
+        """Insert `notification` unless one exists for its event already; True when inserted."""
+        values = {column.key: getattr(notification, column.key) for column in Notification.__mapper__.column_attrs}
+        inserted = await self.session.scalar(
+            insert(Notification)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[Notification.event_id])
+            .returning(Notification.id)
+        )
+        return inserted is not None
+
+    async def erase_recipient(self, user_id: UserId) -> int:
+        """Blank the address and text of every notification of `user_id`; fail those not sent yet."""
+        pending = Notification.status == "pending"
+        result = await self.session.execute(
+            update(Notification)
+            .where(Notification.user_id == user_id)
+            .values(
+                recipient="",
+                body="",
+                status=case((pending, "failed"), else_=Notification.status),
+                last_error=case((pending, CONTACT_ERASED), else_=Notification.last_error),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0))
+
+    async def claim_due(self, now: datetime, limit: int) -> Sequence[Notification]:
+        """Lock up to `limit` pending notifications due by `now`, soonest first; skip those others hold."""
+        return (
+            await self.session.scalars(
+                select(Notification)
+                .where(_PENDING, Notification.next_attempt_at <= now)
+                .order_by(Notification.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+
+    async def next_due(self) -> datetime | None:
+        """When the soonest pending notification is due (None when nothing is pending)."""
+        return await self.session.scalar(select(func.min(Notification.next_attempt_at)).where(_PENDING))
+
+    async def page_for_user(self, user_id: UserId, *, limit: int, offset: int) -> tuple[Sequence[Notification], int]:
+        """One page of `user_id`'s notifications, newest first, and how many there are in all."""
+        items = (
+            await self.session.scalars(
+                select(Notification)
+                .where(Notification.user_id == user_id)
+                .order_by(Notification.created_at.desc(), Notification.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+        ).all()
+        if offset == 0 and len(items) < limit:
+            return items, len(items)  # the whole list is in hand: no count needed
+        total = await self.session.scalar(
+            select(func.count()).select_from(Notification).where(Notification.user_id == user_id)
+        )
+        return items, total or 0

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr
+
+from fastmicro.settings import ServiceSettings
+
+Delay = Annotated[float, Field(ge=0)]
+
+
+class NotificationsSettings(ServiceSettings):
+    service_name: str = "notifications"
+    http_port: int = 8003
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/notifications"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = Field(default=10.0, gt=0, description="Seconds for each SMTP connect and command.")
+    mail_from: str = "fastmicro <no-reply@fastmicro.local>"
+
+    #: Seconds before each retry of a failed send: len(send_retry_delays) + 1 attempts in all.
+    send_retry_delays: list[Delay] = Field(default=[5.0, 30.0, 120.0, 600.0, 1800.0])
+    sender_batch_size: int = Field(default=50, ge=1, le=1000)
+    sender_poll_interval: float = Field(default=5.0, gt=0, description="Fallback poll when no NOTIFY arrives.")
+    sender_max_backoff: float = Field(
+        default=30.0, gt=0, description="Longest pause of the sender while the mail server or database is down."
+    )
