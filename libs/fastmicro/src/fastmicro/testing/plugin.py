@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 import asyncpg
 import pytest
 
 from fastmicro.messaging import Broker, Topology
+from fastmicro.testing.processes import ServiceProcess
 from fastmicro.testing.proxy import TcpProxy
 from fastmicro.testing.servers import ServersUnavailable, TestServers, resolve
 
 DatabaseFactory = Callable[[str], Awaitable[str]]
 ProxyFactory = Callable[[str], Awaitable[TcpProxy]]
+ProcessFactory = Callable[..., Awaitable[ServiceProcess]]
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +121,20 @@ async def tcp_proxy() -> AsyncIterator[ProxyFactory]:
     yield start
     for proxy in proxies:
         await proxy.close()
+
+
+@pytest.fixture
+async def service_process() -> AsyncIterator[ProcessFactory]:
+    """`await service_process("orders", env={...})` starts `python -m orders worker`; killed at teardown."""
+    processes: list[ServiceProcess] = []
+
+    async def start(
+        service: str, command: str = "worker", *, env: Mapping[str, str], name: str = "", ready: str = "worker_started"
+    ) -> ServiceProcess:
+        process = ServiceProcess(service, command, env=env, name=name)
+        processes.append(process)
+        return await process.start(ready=ready)
+
+    yield start
+    for process in processes:
+        await process.close()

@@ -1,4 +1,4 @@
-"""A TCP proxy a test can cut and restore, to fail PostgreSQL or RabbitMQ without touching the server."""
+"""A TCP proxy a test can cut, slow down and restore, to fail PostgreSQL or RabbitMQ without touching the server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target. `cut()` drops live connections and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to a target.
+
+    `cut()` drops live connections and refuses new ones; `slow_down(seconds)` holds every chunk
+    in either direction that long (a congested or distant server); `restore()` undoes both.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target_host = target_host
@@ -18,6 +22,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
         self.connections_made = 0
+        self.latency = 0.0
 
     async def start(self) -> TcpProxy:
         await self._listen()
@@ -48,7 +53,12 @@ class TcpProxy:
             link.cancel()
         await asyncio.gather(*self._links, return_exceptions=True)
 
+    def slow_down(self, latency: float) -> None:
+        """Delay every chunk forwarded, on live and new connections, by `latency` seconds."""
+        self.latency = latency
+
     async def restore(self) -> None:
+        self.latency = 0.0
         if self._server is None:
             await self._listen()  # same port: clients reconnect to the address they know
 
@@ -62,7 +72,7 @@ class TcpProxy:
         upstream_writer: asyncio.StreamWriter | None = None
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(self.target_host, self.target_port)
-            await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+            await asyncio.gather(self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer))
         except (OSError, asyncio.CancelledError):
             pass
         finally:
@@ -71,15 +81,16 @@ class TcpProxy:
                 if writer is not None:
                     _abort(writer)
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    if writer.can_write_eof():
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
-            writer.write_eof()
+            while data := await reader.read(65536):
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                writer.write(data)
+                await writer.drain()
+        if writer.can_write_eof():
+            with contextlib.suppress(OSError):
+                writer.write_eof()
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
