@@ -6,7 +6,7 @@ UV = $(shell ./scripts/ensure-uv.sh)
 RUN = $(UV) run --frozen
 COMPOSE ?= docker compose
 
-.PHONY: help install servers dev test e2e lint lint-infra fmt migrate up down logs ps
+.PHONY: help install servers dev test e2e faults lint lint-infra fmt migrate up down logs ps
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ test: install servers  ## every test (unit, integration, end-to-end) against rea
 lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, and lint-infra
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs services tools tests-e2e deploy
+	$(RUN) mypy libs services tools tests-e2e tests-faults deploy
 	$(UV) lock --check
 
 lint-infra: install  ## Dockerfile, compose file, Kubernetes manifests and CI workflow, validated offline
@@ -41,6 +41,9 @@ fmt: install  ## format and auto-fix
 
 e2e: install servers  ## the end-to-end suite alone: the stack as `make dev` runs it, driven over HTTP
 	$(RUN) pytest tests-e2e
+
+faults: install servers  ## the fault-injection suite alone: each guarantee broken on purpose, with its figures
+	$(RUN) pytest tests-faults
 
 up: .env  ## the whole stack in Docker: build, migrate, start, wait until healthy, print the URLs
 	$(COMPOSE) up -d --build --wait
