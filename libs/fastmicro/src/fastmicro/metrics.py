@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +19,12 @@ HTTP_LATENCY = Histogram(
 )
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "Events published from the outbox and confirmed.")
 OUTBOX_PUBLISH_FAILURES = Counter("outbox_publish_failures_total", "Outbox batches that failed to publish.")
+# Refreshed from the database when /metrics is scraped; they keep their last value while it is away.
+OUTBOX_LAG = Gauge("outbox_lag_seconds", "Age of the oldest unpublished outbox row (0 when none).")
+OUTBOX_PENDING = Gauge("outbox_pending", "Unpublished outbox rows.")
+RETENTION_PURGED = Counter(
+    "retention_purged_rows_total", "Rows deleted once past their retention, by table.", ["table"]
+)
 
 
 class MetricsMiddleware:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -29,6 +30,7 @@ from fastmicro.pgnotify import listen
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy import Select
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,6 +60,8 @@ class OutboxMessage(Base):
     __table_args__ = (
         # The relay's only query: unpublished rows, oldest first. Kept small by being partial.
         Index("ix_outbox_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
+        # Retention's only query: published rows past their age (fastmicro.retention).
+        Index("ix_outbox_published", "published_at", postgresql_where=text("published_at IS NOT NULL")),
     )
 
 
@@ -81,7 +85,11 @@ event.listen(outbox_table, "after_create", _NOTIFY_TRIGGER)
 
 
 def create_outbox(bind: Connection) -> None:
-    """For a service's Alembic migration (`create_outbox(op.get_bind())`): table, index, NOTIFY trigger."""
+    """For a service's Alembic migration (`create_outbox(op.get_bind())`): table, indexes, NOTIFY trigger.
+
+    It builds the table as it is today, indexes added by later revisions included: those
+    revisions create their index only if it does not exist yet.
+    """
     outbox_table.create(bind)
 
 
@@ -100,6 +108,40 @@ def outbox_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
         }
         for envelope in envelopes
     ]
+
+
+def claim_query(batch_size: int) -> Select[tuple[UUID, dict[str, Any]]]:
+    """The relay's claim: the oldest unpublished rows no other relay holds (served by ix_outbox_unpublished)."""
+    return (
+        select(OutboxMessage.id, OutboxMessage.payload)
+        .where(OutboxMessage.published_at.is_(None))
+        .order_by(OutboxMessage.created_at)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+
+
+@dataclass(frozen=True)
+class OutboxLag:
+    """How far the relay is behind: the age of the oldest unpublished row (0 when none), and their count."""
+
+    seconds: float
+    pending: int
+
+
+async def outbox_lag(engine: AsyncEngine) -> OutboxLag:
+    """Measured against the database clock, the one reference every replica shares."""
+    async with engine.connect() as conn:
+        pending, oldest, now = (
+            await conn.execute(
+                select(func.count(), func.min(OutboxMessage.created_at), func.now()).where(
+                    OutboxMessage.published_at.is_(None)
+                )
+            )
+        ).one()
+    # created_at is the application's clock: a row a little "in the future" is no lag at all.
+    seconds = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return OutboxLag(seconds=seconds, pending=int(pending))
 
 
 class OutboxRelay:
@@ -174,15 +216,7 @@ class OutboxRelay:
         """Claim, publish and mark one batch in one transaction. Returns how many rows it claimed."""
         await self._publisher.exchange()  # fail fast, before locking rows, while the broker is down
         async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(OutboxMessage.id, OutboxMessage.payload)
-                    .where(OutboxMessage.published_at.is_(None))
-                    .order_by(OutboxMessage.created_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = (await conn.execute(claim_query(self._batch_size))).all()
             if not rows:
                 return 0
             envelopes = [Envelope.model_validate(payload) for _, payload in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from aio_pika.abc import AbstractRobustChannel
@@ -12,6 +13,7 @@ from fastmicro.consumer import EventConsumer, Subscription
 from fastmicro.db import create_engine, create_session_factory
 from fastmicro.messaging import Broker, Publisher, Topology
 from fastmicro.outbox import OutboxRelay
+from fastmicro.retention import RetentionPurger
 from fastmicro.security import TokenCodec
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ UowT = TypeVar("UowT", bound="UnitOfWork")
 
 
 class BackgroundRole(Protocol):
-    """A long-running part of a service (outbox relay, consumer): `run()` until `stop()`."""
+    """A long-running part of a service (outbox relay, consumer, retention): `run()` until `stop()`."""
 
     async def run(self) -> None: ...
     def stop(self) -> None: ...
@@ -92,11 +94,22 @@ class Runtime:
             retry_delays=self.settings.consumer_retry_delays,
         )
 
+    def retention_purger(self, *, outbox: bool, inbox: bool) -> RetentionPurger:
+        """Purges the tables the service has: `outbox` if it publishes, `inbox` if it consumes."""
+        settings = self.settings
+        return RetentionPurger(
+            self.engine,
+            outbox_retention=timedelta(hours=settings.outbox_retention_hours) if outbox else None,
+            inbox_retention=timedelta(days=settings.inbox_retention_days) if inbox else None,
+            interval=settings.retention_interval,
+            batch_size=settings.retention_batch_size,
+        )
+
     async def close(self) -> None:
         await self.broker.close()
         await self.engine.dispose()
 
 
 def relay_only(runtime: Runtime) -> list[BackgroundRole]:
-    """The roles of a service that consumes nothing: its outbox relay."""
-    return [runtime.outbox_relay()]
+    """The roles of a service that consumes nothing: its outbox relay and the outbox's retention."""
+    return [runtime.outbox_relay(), runtime.retention_purger(outbox=True, inbox=False)]

@@ -45,6 +45,22 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval: float = Field(default=2.0, gt=0, description="Fallback poll when no NOTIFY arrives.")
     outbox_max_backoff: float = Field(default=10.0, gt=0)
 
+    outbox_retention_hours: float = Field(
+        default=72.0, gt=0, description="Hours a published outbox row is kept (for inspection) before it is deleted."
+    )
+    inbox_retention_days: float = Field(
+        default=14.0,
+        gt=0,
+        description=(
+            "Days a processed inbox row is kept. The row is what makes a redelivered message a no-op, so it must"
+            " outlive any redelivery: retries, dead-letter replays, a message held in a queue through an outage."
+        ),
+    )
+    retention_interval: float = Field(default=300.0, gt=0, description="Seconds between two retention purges.")
+    retention_batch_size: int = Field(
+        default=1000, ge=1, le=50_000, description="Rows deleted per transaction, so no purge holds a long one."
+    )
+
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
     consumer_retry_delays: list[float] = Field(
         default=[1.0, 5.0, 30.0, 120.0], min_length=1, description="Seconds before each retry of a failed handler."
@@ -58,6 +74,12 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = "fastmicro-users"
     jwt_audience: str = "fastmicro"
     jwt_ttl_seconds: int = Field(default=3600, ge=60)
+
+    @model_validator(mode="after")
+    def _inbox_outlives_the_retries(self) -> Self:
+        if self.inbox_retention_days * 86_400 <= sum(self.consumer_retry_delays):
+            raise ValueError("INBOX_RETENTION_DAYS must be longer than all the consumer retry delays together")
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Self:

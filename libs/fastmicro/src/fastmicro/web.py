@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from fastmicro.errors import install_error_handlers
 from fastmicro.logging import RequestContextMiddleware, configure_logging
-from fastmicro.metrics import MetricsMiddleware
+from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
+from fastmicro.outbox import OutboxLag, outbox_lag
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
 
 if TYPE_CHECKING:
@@ -43,13 +44,15 @@ def create_app(
     title: str,
     routers: Sequence[APIRouter] = (),
     roles: RolesFactory = relay_only,
+    outbox: bool = True,
     description: str = "",
     version: str = "0.1.0",
 ) -> FastAPI:
     """Build a service's app: error handlers, request context, metrics, health, and its background roles.
 
-    `roles(runtime)` run for the life of the app (by default the outbox relay alone);
+    `roles(runtime)` run for the life of the app (by default the outbox relay and its retention);
     `python -m <svc> serve` therefore runs API, relay and consumers in one process.
+    `outbox`: the service has the kernel's outbox table, so readiness and /metrics report its lag.
     """
     configure_logging(settings)
 
@@ -68,7 +71,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)  # outermost: its request id covers everything
-    app.include_router(_operations_router())
+    app.include_router(_operations_router(outbox=outbox))
     for router in routers:
         app.include_router(router)
     return app
@@ -92,7 +95,7 @@ async def run_roles(roles: Sequence[BackgroundRole]) -> AsyncIterator[None]:
                     log.error("role_failed", role=task.get_name(), error=repr(task.exception()))
 
 
-def _operations_router() -> APIRouter:
+def _operations_router(*, outbox: bool) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/health/live")
@@ -104,10 +107,18 @@ def _operations_router() -> APIRouter:
         database, broker = await asyncio.gather(_check_database(runtime), _check_broker(runtime))
         status = "down" if database == "down" else "degraded" if broker == "down" else "ok"
         body: dict[str, Any] = {"status": status, "checks": {"database": database, "broker": broker}}
+        # Information only: a lagging outbox never changes the status (writes still succeed).
+        lag = await _outbox_lag(runtime) if outbox and database == "ok" else None
+        if lag is not None:
+            body["details"] = {"outbox_lag_seconds": round(lag.seconds, 3), "outbox_pending": lag.pending}
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
     @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(runtime: RuntimeDep) -> Response:
+        lag = await _outbox_lag(runtime) if outbox else None
+        if lag is not None:  # otherwise the gauges keep their last value: the scrape never fails on it
+            OUTBOX_LAG.set(lag.seconds)
+            OUTBOX_PENDING.set(lag.pending)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -120,6 +131,16 @@ async def _check_database(runtime: Runtime) -> Check:
     except Exception:  # noqa: BLE001 - any failure means not ready
         return "down"
     return "ok"
+
+
+async def _outbox_lag(runtime: Runtime) -> OutboxLag | None:
+    """The outbox lag, or None when it cannot be had quickly (database away or slow)."""
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT):
+            return await outbox_lag(runtime.engine)
+    except Exception as error:  # noqa: BLE001 - a figure we cannot read is left out, never an error
+        log.debug("outbox_lag_unavailable", error=str(error), error_type=type(error).__name__)
+        return None
 
 
 async def _check_broker(runtime: Runtime) -> Check:

@@ -15,7 +15,7 @@ from notifications.uow import NotificationsUnitOfWork
 
 
 def background_roles(runtime: Runtime) -> list[BackgroundRole]:
-    """The event consumer and the email sender. It publishes nothing, so it has no outbox relay."""
+    """The event consumer, the email sender and the inbox's retention. It publishes nothing: no outbox."""
     settings = runtime.settings
     if not isinstance(settings, NotificationsSettings):
         raise TypeError(f"the notifications roles need NotificationsSettings, not {type(settings).__name__}")
@@ -34,6 +34,7 @@ def background_roles(runtime: Runtime) -> list[BackgroundRole]:
             poll_interval=settings.sender_poll_interval,
             max_backoff=settings.sender_max_backoff,
         ),
+        runtime.retention_purger(outbox=False, inbox=True),
     ]
 
 
@@ -48,4 +49,5 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         ),
         routers=[router],
         roles=background_roles,
+        outbox=False,
     )

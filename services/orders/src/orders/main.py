@@ -13,10 +13,11 @@ from orders.uow import OrdersUnitOfWork
 
 
 def background_roles(runtime: Runtime) -> list[BackgroundRole]:
-    """The outbox relay, and the consumer of the events orders reacts to (UserDeleted)."""
+    """The outbox relay, the consumer of the events orders reacts to (UserDeleted), and retention of both tables."""
     return [
         runtime.outbox_relay(),
         runtime.consumer(SUBSCRIPTIONS, lambda: OrdersUnitOfWork(runtime.session_factory)),
+        runtime.retention_purger(outbox=True, inbox=True),
     ]
 
 
