@@ -78,8 +78,12 @@ class Broker:
         """The live connection, connecting first if there is none yet (raises if the broker is down)."""
         async with self._lock:
             if self._connection is None or self._connection.is_closed:
+                # aio-pika retries at a fixed interval: a per-process random one keeps replicas
+                # that lost the broker together from reconnecting in step, about once a second each.
                 self._connection = await aio_pika.connect_robust(
-                    self.url, timeout=self._connect_timeout, reconnect_interval=1
+                    self.url,
+                    timeout=self._connect_timeout,
+                    reconnect_interval=random.uniform(0.5, 1.5),  # noqa: S311 - jitter, not security
                 )
                 log.info("broker_connected")
             return self._connection
