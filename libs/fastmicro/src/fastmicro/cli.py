@@ -1,4 +1,4 @@
-"""`python -m <service> serve|worker|migrate|topology`: the one entry point of every service."""
+"""`python -m <service> serve|worker|migrate|topology|dlq`: the one entry point of every service."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 import uvicorn
 
+from fastmicro.dlq_cli import add_dlq_parser, run_dlq
 from fastmicro.logging import configure_logging
 from fastmicro.messaging import backoff_delay, declare_events_exchange
 from fastmicro.migrations import upgrade_to_head
@@ -37,6 +38,7 @@ def run_cli(
     roles: RolesFactory = relay_only,
     argv: Sequence[str] | None = None,
 ) -> None:
+    """Parse `argv` and run the command; a failed command raises SystemExit (1, or 2 for a usage error)."""
     parser = argparse.ArgumentParser(prog=f"python -m {migrations.partition(':')[0]}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API together with the relay and consumers")
@@ -46,7 +48,10 @@ def run_cli(
     commands.add_parser("migrate", help="apply the database migrations")
     topology = commands.add_parser("topology", help="declare the exchanges and queues this service needs")
     topology.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    add_dlq_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "dlq":
+        args.check(args)  # what argparse cannot say (--all or ids; --yes), refused before anything connects
 
     settings = settings_factory()
     configure_logging(settings)
@@ -63,6 +68,10 @@ def run_cli(
     elif args.command == "migrate":
         asyncio.run(upgrade_to_head(migrations, settings.database_url))
         log.info("migrations_applied")
+    elif args.command == "dlq":
+        code = asyncio.run(run_dlq(settings, roles, args))
+        if code:
+            raise SystemExit(code)
     else:
         asyncio.run(declare_topology(settings, roles, wait=args.wait))
 

@@ -50,6 +50,7 @@ ATTEMPT_HEADER = "x-fastmicro-attempt"
 REASON_HEADER = "x-fastmicro-dead-reason"
 ERROR_HEADER = "x-fastmicro-error"
 ROUTING_KEY_HEADER = "x-fastmicro-routing-key"
+DEAD_AT_HEADER = "x-fastmicro-dead-at"
 
 DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0)
 
@@ -304,6 +305,7 @@ class EventConsumer(Generic[UowT]):
             REASON_HEADER: reason[:1000],
             ATTEMPT_HEADER: attempt,
             ROUTING_KEY_HEADER: message.headers.get(ROUTING_KEY_HEADER) or message.routing_key or "",
+            DEAD_AT_HEADER: utcnow().isoformat(),
         }
         if error is not None:
             headers[ERROR_HEADER] = f"{type(error).__name__}: {error}"[:1000]

@@ -1,0 +1,439 @@
+"""Dead letters of a service's consumer: list, show, replay and purge `<service>.events.dead`.
+
+`python -m <svc> dlq ...` (cli.py) is the operator's way in; the operations live here.
+
+How the queue is read. AMQP has no peek: a message is seen only by taking it. Every operation
+passive-declares the dead queue (its depth at the start), `basic.get`s up to that many messages
+without acking them, acts on the ones it selected (replay: publish a copy to `<service>.events`,
+wait for the broker's confirm, only then ack the dead copy; purge: ack), and at the end nacks the
+others with requeue and closes its channel. Two rules keep a message from being read twice:
+nothing is requeued before the end (a message requeued mid-scan goes back ahead of the read
+position and would be got again), and the scan stops at the starting depth (what arrives
+meanwhile, such as a replayed message that failed again, is left for the next run).
+
+Ordering, as verified against RabbitMQ 3.10 with classic queues (what `<svc>.events.dead` is):
+a requeued message goes back to its original position, whatever order the nacks come in, and
+the same holds when the channel or connection closes with it unacked. So `list` run twice shows
+the same queue, and messages that arrived during a scan stay behind the older ones. Positions
+are those at the time of the scan; removing a message moves up the ones behind it. Quorum queues
+make no such promise for requeued messages: do not rely on positions there.
+
+Limits: every message of a scan is held in memory, and is invisible to other readers of the dead
+queue while held (two operators listing at once each see part of it). Crash safety: whatever is
+unacked returns to the queue when the connection drops; a crash between a replay's confirm and
+its ack leaves the dead copy in place, and replaying it again gives a duplicate that the inbox
+absorbs (same message id).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from fastmicro.consumer import (
+    ATTEMPT_HEADER,
+    DEAD_AT_HEADER,
+    ERROR_HEADER,
+    REASON_HEADER,
+    ROUTING_KEY_HEADER,
+    EventConsumer,
+)
+from fastmicro.messaging import Broker
+
+log = structlog.get_logger(__name__)
+
+#: How many times a message was replayed out of the dead-letter queue.
+REPLAYED_HEADER = "x-fastmicro-replayed"
+#: When a message was dead-lettered. Read when present; the consumer does not set it (yet).
+
+_PUBLISH_TIMEOUT = 10.0
+_REASON_WIDTH = 60
+
+
+class QueueMissing(Exception):
+    """The broker has no such queue: wrong namespace or vhost, or `topology` was never run."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"the broker has no queue {queue!r} (wrong AMQP_NAMESPACE, or `topology` never ran?)")
+        self.queue = queue
+
+
+class ReplayFailed(Exception):
+    """The broker did not take the replayed copy: the dead one is left in place."""
+
+
+@dataclass(frozen=True)
+class DeadLetterQueues:
+    """The two queues the operations need: where a message is replayed to, and the dead queue."""
+
+    service_queue: str
+    dead_queue: str
+
+    @classmethod
+    def of(cls, consumer: EventConsumer[Any]) -> DeadLetterQueues:
+        return cls(consumer.queue_name, consumer.dead_queue_name)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message of the dead queue as read, with what the consumer recorded about its death."""
+
+    position: int  # 1-based, in the queue at the time of the scan
+    message_id: str | None
+    event_type: str | None
+    routing_key: str | None
+    attempts: int | None
+    reason: str | None
+    error: str | None
+    dead_at: datetime | None
+    replayed: int
+    correlation_id: str | None
+    content_type: str | None
+    timestamp: datetime | None
+    headers: Mapping[str, Any] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    @classmethod
+    def from_message(cls, message: AbstractIncomingMessage, position: int) -> DeadLetter:
+        headers = dict(message.headers or {})
+        parsed = _parse_json(message.body)
+        body_type = parsed.get("type") if isinstance(parsed, dict) else None
+        return cls(
+            position=position,
+            message_id=message.message_id,
+            # A foreign or raw publisher may not set the AMQP type: the envelope may still say it.
+            event_type=message.type or (body_type if isinstance(body_type, str) else None),
+            routing_key=_text(headers.get(ROUTING_KEY_HEADER)) or message.routing_key or None,
+            attempts=_int(headers.get(ATTEMPT_HEADER)),
+            reason=_text(headers.get(REASON_HEADER)),
+            error=_text(headers.get(ERROR_HEADER)),
+            dead_at=_datetime(headers.get(DEAD_AT_HEADER)),
+            replayed=_int(headers.get(REPLAYED_HEADER)) or 0,
+            correlation_id=message.correlation_id,
+            content_type=message.content_type,
+            timestamp=message.timestamp,
+            headers=headers,
+            body=message.body,
+        )
+
+    @property
+    def body_json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON."""
+        return _parse_json(self.body)
+
+    @property
+    def body_text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def summary(self) -> dict[str, Any]:
+        """What `list --json` prints per message."""
+        return {
+            "position": self.position,
+            "message_id": self.message_id,
+            "type": self.event_type,
+            "routing_key": self.routing_key,
+            "attempts": self.attempts,
+            "reason": self.reason,
+            "error": self.error,
+            "dead_at": _jsonable(self.dead_at),
+            "replayed": self.replayed,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """What `show --json` prints: everything, the headers and the body included."""
+        return {
+            **self.summary(),
+            "correlation_id": self.correlation_id,
+            "content_type": self.content_type,
+            "timestamp": _jsonable(self.timestamp),
+            "headers": _jsonable(dict(self.headers)),
+            "body": self.body_text,
+            "body_json": self.body_json,
+        }
+
+
+@dataclass(frozen=True)
+class Listing:
+    queue: str
+    depth: int  # ready messages when the scan started
+    letters: list[DeadLetter]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a replay or purge did (or, dry, would do), and the requested ids it did not find."""
+
+    queue: str
+    depth: int
+    done: list[DeadLetter]
+    missing: list[str]
+    dry_run: bool = False
+
+
+# Called for each message got; True when it took the message off the queue (acked it).
+_Action = Callable[[AbstractChannel, AbstractIncomingMessage, DeadLetter], Awaitable[bool]]
+
+
+async def list_dead_letters(broker: Broker, queues: DeadLetterQueues, *, limit: int | None = None) -> Listing:
+    """The first `limit` (default all) dead letters, in queue order; the queue is left as it was."""
+    depth, letters = await _scan(broker, queues.dead_queue, _keep, limit=limit)
+    return Listing(queues.dead_queue, depth, letters)
+
+
+async def find_dead_letters(broker: Broker, queues: DeadLetterQueues, message_id: str) -> list[DeadLetter]:
+    """Every copy of `message_id` in the dead queue (usually one), which is left as it was."""
+    _, letters = await _scan(broker, queues.dead_queue, _keep)
+    return [letter for letter in letters if letter.message_id == message_id]
+
+
+async def replay_dead_letters(
+    broker: Broker, queues: DeadLetterQueues, message_ids: Collection[str] | None, *, dry_run: bool = False
+) -> Outcome:
+    """Move the selected dead letters (`None`: all of them) back to the service's queue.
+
+    Each copy goes through the default exchange with publisher confirms, its attempt count reset
+    and the reason of its death dropped; the dead one is acked only once the broker confirmed it.
+    """
+    wanted = None if message_ids is None else set(message_ids)
+    done: list[DeadLetter] = []
+
+    async def replay(channel: AbstractChannel, message: AbstractIncomingMessage, letter: DeadLetter) -> bool:
+        if wanted is not None and letter.message_id not in wanted:
+            return False
+        if dry_run:
+            done.append(letter)
+            return False
+        confirm = await channel.default_exchange.publish(
+            replay_copy(message), routing_key=queues.service_queue, mandatory=True, timeout=_PUBLISH_TIMEOUT
+        )
+        if not isinstance(confirm, aiormq.spec.Basic.Ack):  # returned unroutable: the queue went away mid-scan
+            raise ReplayFailed(f"{queues.service_queue} did not take message {letter.message_id}")
+        await message.ack()
+        done.append(letter)
+        log.info(
+            "dead_letter_replayed",
+            message_id=letter.message_id,
+            event_type=letter.event_type,
+            to=queues.service_queue,
+            replayed=letter.replayed + 1,
+        )
+        return True
+
+    depth, _ = await _scan(broker, queues.dead_queue, replay, also_needs=queues.service_queue)
+    return Outcome(queues.dead_queue, depth, done, _missing(wanted, done), dry_run)
+
+
+async def purge_dead_letters(broker: Broker, queues: DeadLetterQueues, message_ids: Collection[str] | None) -> Outcome:
+    """Delete (ack) the selected dead letters (`None`: all those there when the scan started)."""
+    wanted = None if message_ids is None else set(message_ids)
+    done: list[DeadLetter] = []
+
+    async def purge(_: AbstractChannel, message: AbstractIncomingMessage, letter: DeadLetter) -> bool:
+        if wanted is not None and letter.message_id not in wanted:
+            return False
+        await message.ack()
+        done.append(letter)
+        log.warning(
+            "dead_letter_purged", message_id=letter.message_id, event_type=letter.event_type, reason=letter.reason
+        )
+        return True
+
+    depth, _ = await _scan(broker, queues.dead_queue, purge)
+    return Outcome(queues.dead_queue, depth, done, _missing(wanted, done))
+
+
+def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The message as the consumer should see it again: a first attempt, marked as replayed."""
+    headers = {
+        key: value
+        for key, value in (message.headers or {}).items()
+        if key not in {REASON_HEADER, ERROR_HEADER, DEAD_AT_HEADER}
+    }
+    headers[ATTEMPT_HEADER] = 0
+    headers[REPLAYED_HEADER] = (_int(headers.get(REPLAYED_HEADER)) or 0) + 1
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+    )
+
+
+def render_listing(listing: Listing) -> str:
+    """`dlq list` as aligned text: one line per message, then the count and the queue depth."""
+    rows = [
+        (
+            str(letter.position),
+            letter.message_id or "-",
+            letter.event_type or "-",
+            letter.routing_key or "-",
+            "-" if letter.attempts is None else str(letter.attempts),
+            _truncate(letter.reason or "-", _REASON_WIDTH),
+            letter.dead_at.isoformat(timespec="seconds") if letter.dead_at else "-",
+        )
+        for letter in listing.letters
+    ]
+    if rows:
+        rows.insert(0, ("#", "MESSAGE ID", "TYPE", "ROUTING KEY", "ATTEMPTS", "REASON", "DEAD AT"))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))] if rows else []
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.append(f"{len(listing.letters)} dead letter(s) listed; {listing.queue} holds {listing.depth}")
+    return "\n".join(lines)
+
+
+def render_letter(letter: DeadLetter, *, copies: int = 1) -> str:
+    """`dlq show` as text: the properties, every header, and the body (pretty when it is JSON)."""
+    fields = [
+        ("message id", letter.message_id),
+        ("position", f"{letter.position}" + (f" ({copies} copies in the queue)" if copies > 1 else "")),
+        ("type", letter.event_type),
+        ("routing key", letter.routing_key),
+        ("attempts", letter.attempts),
+        ("reason", letter.reason),
+        ("error", letter.error),
+        ("dead at", letter.dead_at.isoformat() if letter.dead_at else None),
+        ("replayed", letter.replayed),
+        ("correlation id", letter.correlation_id),
+        ("content type", letter.content_type),
+        ("timestamp", letter.timestamp.isoformat() if letter.timestamp else None),
+    ]
+    width = max(len(name) for name, _ in fields) + 1
+    lines = [f"{name + ':':<{width}} {'-' if value is None else value}" for name, value in fields]
+    lines.append("headers:")
+    lines += [f"  {key}: {json.dumps(_jsonable(value), ensure_ascii=False)}" for key, value in letter.headers.items()]
+    body = letter.body_json
+    lines.append("body:")
+    lines.append(letter.body_text if body is None else json.dumps(body, indent=2, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def render_outcome(outcome: Outcome, *, verb: str, past: str, to: str | None = None) -> str:
+    """`dlq replay` / `dlq purge` as text: what was done to which message, and what was not found."""
+    prefix = f"would {verb}" if outcome.dry_run else past
+    lines = [f"{prefix} {len(outcome.done)} dead letter(s) from {outcome.queue}" + (f" to {to}" if to else "")]
+    lines += [
+        f"  {letter.message_id or '-'}  {letter.event_type or '-'}  {letter.routing_key or '-'}"
+        for letter in outcome.done
+    ]
+    lines += [f"not found: {message_id}" for message_id in outcome.missing]
+    return "\n".join(lines)
+
+
+def _truncate(text: str, width: int) -> str:
+    text = " ".join(text.split())  # a reason can hold newlines (pydantic's messages)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+async def _keep(_: AbstractChannel, __: AbstractIncomingMessage, ___: DeadLetter) -> bool:
+    return False
+
+
+async def _scan(
+    broker: Broker, queue_name: str, act: _Action, *, limit: int | None = None, also_needs: str | None = None
+) -> tuple[int, list[DeadLetter]]:
+    """Get up to the starting depth (or `limit`) of messages, `act` on each, requeue the rest in order.
+
+    Returns the starting depth and every message read.
+    """
+    channel = await broker.channel(publisher_confirms=True)
+    try:
+        if also_needs is not None:
+            await _declare_passive(channel, also_needs)
+        queue = await _declare_passive(channel, queue_name)
+        depth = queue.declaration_result.message_count or 0
+        letters: list[DeadLetter] = []
+        held: list[AbstractIncomingMessage] = []
+        try:
+            for position in range(1, min(depth, limit if limit is not None else depth) + 1):
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:  # someone else took the rest meanwhile
+                    break
+                letter = DeadLetter.from_message(message, position)
+                letters.append(letter)
+                if not await act(channel, message, letter):
+                    held.append(message)
+        finally:
+            # In order, although RabbitMQ puts them back at their old positions either way; should a
+            # nack fail, the channel's close below returns the rest.
+            for message in held:
+                if channel.is_closed:
+                    break
+                await message.nack(requeue=True)
+        log.info("dead_letters_scanned", queue=queue_name, depth=depth, read=len(letters), requeued=len(held))
+        return depth, letters
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
+async def _declare_passive(channel: AbstractChannel, name: str) -> AbstractQueue:
+    try:
+        return await channel.declare_queue(name, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity as error:
+        raise QueueMissing(name) from error
+
+
+def _missing(wanted: set[str] | None, done: list[DeadLetter]) -> list[str]:
+    if wanted is None:
+        return []
+    return sorted(wanted - {letter.message_id for letter in done if letter.message_id is not None})
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str | bytes):
+        try:
+            return datetime.fromisoformat(_text(value) or "")
+        except ValueError:
+            return None
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """AMQP header values (bytes, timestamps, decimals, nested tables) as plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
