@@ -243,6 +243,7 @@ class OutboxRelay:
                 )
         self.published_count += len(sent)
         OUTBOX_PUBLISHED.inc(len(sent))
+        log.info("outbox_batch_published", published=len(sent), claimed=len(rows))  # one line per batch
         if failed:
             OUTBOX_PUBLISH_FAILURES.inc()
             raise PublishFailed(len(failed), len(rows)) from failed[0][1]
