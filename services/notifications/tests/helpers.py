@@ -98,9 +98,9 @@ class MailCollector:
 class SmtpSink:
     """aiosmtpd's threaded `Controller` on 127.0.0.1:`port`, collecting every message it accepts."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, collector: MailCollector | None = None) -> None:
         self.port = port or free_port()
-        self.collector = MailCollector()
+        self.collector = collector or MailCollector()
         self._controller = Controller(self.collector, hostname="127.0.0.1", port=self.port)
 
     async def start(self) -> SmtpSink:

@@ -97,3 +97,20 @@ def test_a_cancellation_says_why() -> None:
     assert message.subject == f"Your order {order_id.hex[:8]} is cancelled"
     assert "because your account was deleted" in message.body
     assert "Ada" not in message.subject
+
+
+def test_a_lease_holds_until_the_row_is_settled_or_taken_over() -> None:
+    notification = pending()
+    until = NOW + timedelta(seconds=120)
+    notification.lease(until)
+    assert notification.next_attempt_at == until
+    assert notification.holds_lease(until)
+    assert not notification.holds_lease(until + timedelta(microseconds=1))  # another sender's lease
+    notification.release(NOW + timedelta(seconds=1))
+    assert not notification.holds_lease(until)
+    assert notification.next_attempt_at == NOW + timedelta(seconds=1)
+
+    sent = pending()
+    sent.lease(until)
+    sent.mark_sent(NOW)
+    assert not sent.holds_lease(until)  # settled: no later outcome may overwrite it

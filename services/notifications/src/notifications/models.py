@@ -138,6 +138,21 @@ class Notification(UUIDPrimaryKey, Base):
         """The SMTP Message-ID: derived from the id, so a re-send is recognisable as the same email."""
         return f"<{self.id}@notifications.fastmicro>"
 
+    def lease(self, until: datetime) -> None:
+        """Claim it for one sender until `until`: other senders pass it by, and it is due again then.
+
+        The lease end is also the claim's mark: an outcome is written only while it is still there.
+        """
+        self.next_attempt_at = until
+
+    def holds_lease(self, until: datetime) -> bool:
+        """True while it is pending under the lease ending `until` (no other sender took it over)."""
+        return self.status == "pending" and self.next_attempt_at == until
+
+    def release(self, now: datetime) -> None:
+        """Give back a claimed notification that was not sent: due at once, for any sender."""
+        self.next_attempt_at = now
+
     def mark_sent(self, now: datetime) -> None:
         self.attempts += 1
         self.status = "sent"

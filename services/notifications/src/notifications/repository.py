@@ -47,6 +47,9 @@ class ContactRepository(SQLAlchemyRepository[Contact, UserId]):
         )
 
 
+#: The channel the sender LISTENs on; migration 0001's insert trigger notifies it at commit.
+PENDING_CHANNEL = "notifications_pending"
+
 #: Written as a literal, not a bound parameter: only then can PostgreSQL prove that a query
 #: implies the predicate of the partial index `ix_notifications_due`, in a prepared plan too.
 _PENDING = Notification.status == literal_column("'pending'")
@@ -94,6 +97,24 @@ class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId])
                 .with_for_update(skip_locked=True)
             )
         ).all()
+
+    async def lock_all(self, ids: Sequence[NotificationId]) -> Sequence[Notification]:
+        """The notifications `ids` as stored now, locked until the transaction ends (in id order: no deadlock)."""
+        if not ids:
+            return []
+        return (
+            await self.session.scalars(
+                select(Notification)
+                .where(Notification.id.in_(ids))
+                .order_by(Notification.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+
+    async def wake_senders(self) -> None:
+        """NOTIFY the senders at commit, as an insert does: released rows are claimed again at once."""
+        await self.session.execute(select(func.pg_notify(PENDING_CHANNEL, "")))
 
     async def next_due(self) -> datetime | None:
         """When the soonest pending notification is due (None when nothing is pending)."""

@@ -2,14 +2,25 @@
 
 Woken by PostgreSQL NOTIFY on `notifications_pending` (a statement trigger on `notifications`,
 fired at commit), and otherwise by the clock: it sleeps until the soonest scheduled retry, or
-`poll_interval` at most. Each round claims due rows `FOR UPDATE SKIP LOCKED` (so replicas share
-the work), sends them over one SMTP connection, and records each outcome in the same
-transaction. A send that fails is retried after the delay for its attempt, and the notification
-ends `failed` when the attempts run out or the server refuses it for good. While the mail server
-or the database is down the sender pauses with exponential backoff: no hot loop.
+`poll_interval` at most. A send that fails is retried after the delay for its attempt, and the
+notification ends `failed` when the attempts run out or the server refuses it for good. While
+the mail server or the database is down the sender pauses with exponential backoff: no hot loop.
 
-A crash after a send and before the commit sends that email again on the next round (at least
-once); the Message-ID, derived from the notification id, lets mail systems see the duplicate.
+Each round claims due rows under a lease, in one short transaction: `FOR UPDATE SKIP LOCKED`
+(so replicas share the work), with `next_attempt_at` pushed to the lease's end, so that other
+senders pass them by until then. No transaction stays open while mail goes out: the rows are
+sent over one SMTP connection, and each outcome is written in a transaction of its own, only
+while the row still carries this lease (one that another sender took over once the lease ran
+out is left to that sender). A send starts only when it can end before the lease does (each
+is bounded by the SMTP timeout); what is still unsent when the sender stops, runs short of
+lease or loses the mail server is released, due at once.
+
+Delivery is at least once, with at most one duplicate per lost database connection per
+sender, never a batch: only the email sent just before the database went away can lack its
+`sent` mark. The sender keeps that outcome and writes it once the database is back (if no other
+sender took the row meanwhile); if it dies first, that one email goes again. After a crash
+(SIGKILL) the claimed rows not sent are due again when their lease ends. The Message-ID,
+derived from the notification id, lets mail systems see a duplicate.
 """
 
 from __future__ import annotations
@@ -17,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 from prometheus_client import Counter
@@ -27,7 +39,8 @@ from fastmicro.db import utcnow
 from fastmicro.messaging import backoff_delay
 from fastmicro.pgnotify import listen
 from notifications.mailer import Mailer, MailServerUnavailable, is_permanent
-from notifications.models import Notification
+from notifications.models import Notification, NotificationId
+from notifications.repository import PENDING_CHANNEL
 from notifications.uow import NotificationsUnitOfWork
 
 if TYPE_CHECKING:
@@ -37,12 +50,37 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-NOTIFY_CHANNEL = "notifications_pending"
+NOTIFY_CHANNEL = PENDING_CHANNEL
 
-#: How long to wait when due rows remain that another replica holds (or that just fell due).
+#: How long to wait when due rows remain that another replica is claiming (or that just fell due).
 _HELD_ELSEWHERE_WAIT = 0.5
 
 EMAILS = Counter("notifications_emails_total", "Email send attempts, by outcome.", ["outcome"])
+
+OutcomeKind = Literal["sent", "retry", "rejected"]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one send came to, to be written to its row: `retry` is a failure a later attempt may not meet."""
+
+    notification_id: NotificationId
+    kind: OutcomeKind
+    at: datetime
+    error: str = ""
+
+
+@dataclass
+class _Held:
+    """What this sender claimed and has not settled: rows not sent yet, and an outcome not written yet.
+
+    Kept across rounds: when the database fails mid-batch, the next round settles it first.
+    """
+
+    lease_until: datetime
+    unsent: list[NotificationId]
+    unwritten: _Outcome | None = None
+    stopped_by: str = ""  # why the batch ended before its last row, for the log
 
 
 class EmailSender:
@@ -58,7 +96,11 @@ class EmailSender:
         batch_size: int = 50,
         poll_interval: float = 5.0,
         max_backoff: float = 30.0,
+        lease: float = 120.0,
+        send_timeout: float = 10.0,
     ) -> None:
+        if lease <= send_timeout:
+            raise ValueError(f"the lease ({lease}s) must be longer than a send may take ({send_timeout}s)")
         self._engine = engine
         self._uow_factory = uow_factory
         self._mailer = mailer
@@ -66,6 +108,9 @@ class EmailSender:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
+        self._lease = timedelta(seconds=lease)
+        self._send_timeout = send_timeout
+        self._held: _Held | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.sent_count = 0
@@ -102,6 +147,7 @@ class EmailSender:
                 failures = 0
                 await self._wait(next_due)
         finally:
+            await self._settle_on_exit()
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
@@ -113,59 +159,179 @@ class EmailSender:
                 return
 
     async def send_batch(self) -> int:
-        """Claim, send and record one batch in one transaction. Returns how many it claimed.
+        """Claim one batch under a lease, send it and write each outcome as it comes. Returns how many it claimed.
 
-        Raises `MailServerUnavailable` (after recording the failed attempts) when the server
-        could not be reached, so that the caller pauses.
+        Raises `MailServerUnavailable` when the mail server could not be reached (after recording
+        a failed attempt for the batch) or went away (after releasing the rest), and the database's
+        error when it fails: the caller pauses, and the next call first settles what this one held.
         """
-        async with self._uow_factory() as uow:
-            batch = await uow.notifications.claim_due(utcnow(), self._batch_size)
-            if not batch:
-                return 0
-            outage: MailServerUnavailable | None = None
-            try:
-                async with self._mailer.connect() as connection:
-                    for notification in batch:
-                        if self._stopping.is_set():
-                            break  # the rest stay pending, untouched, for the next sender
-                        await self._send(connection, notification)
-                        if not connection.is_open:
-                            outage = MailServerUnavailable("the mail server closed the connection")
-                            break
-            except MailServerUnavailable as error:
-                outage = error
+        await self._settle()
+        claimed = await self._claim()
+        if claimed is None:
+            return 0
+        held, batch = claimed
+        outage: MailServerUnavailable | None = None
+        try:
+            async with self._mailer.connect() as connection:
                 for notification in batch:
-                    self._failed(notification, f"mail server unavailable: {error}")
-            await uow.commit()
+                    if self._stopping.is_set():
+                        held.stopped_by = "stopping"
+                        break
+                    if utcnow() + timedelta(seconds=self._send_timeout) >= held.lease_until:
+                        held.stopped_by = "lease_running_out"  # a send begun now might outlast the lease
+                        break
+                    outage = await self._send(connection, notification, held)
+                    if outage is not None:
+                        held.stopped_by = "mail_server_gone"
+                        break
+        except MailServerUnavailable as error:  # only the connect raises it: nothing was sent
+            await self._record_unreachable(held, error)
+            raise
+        await self._settle()  # releases what is left unsent
         if outage is not None:
             raise outage
         return len(batch)
 
-    async def _send(self, connection: MailConnection, notification: Notification) -> None:
-        bound = log.bind(notification_id=str(notification.id), kind=notification.kind)
+    async def _claim(self) -> tuple[_Held, Sequence[Notification]] | None:
+        """Lease up to a batch of due rows in one short transaction (None when none is due).
+
+        The rows stay readable after the commit (the session factory does not expire them).
+        """
+        async with self._uow_factory() as uow:
+            now = utcnow()
+            batch = await uow.notifications.claim_due(now, self._batch_size)
+            if not batch:
+                return None
+            lease_until = now + self._lease
+            for notification in batch:
+                notification.lease(lease_until)
+            # Held before the commit: should the commit be lost, the next round releases what it leased.
+            held = self._held = _Held(lease_until, [notification.id for notification in batch])
+            await uow.commit()
+        log.debug("email_batch_claimed", claimed=len(batch), lease_until=lease_until.isoformat())
+        return held, batch
+
+    async def _send(
+        self, connection: MailConnection, notification: Notification, held: _Held
+    ) -> MailServerUnavailable | None:
+        """Send one email and write its outcome; an error when the connection can serve no more."""
+        held.unsent.remove(notification.id)  # from here on it may have gone out: never released
+        outcome, broken = await self._deliver(connection, notification)
+        held.unwritten = outcome
+        await self._write(outcome, held.lease_until)
+        held.unwritten = None
+        return broken
+
+    async def _deliver(
+        self, connection: MailConnection, notification: Notification
+    ) -> tuple[_Outcome, MailServerUnavailable | None]:
         if not notification.recipient:
-            notification.mark_rejected("no recipient")
-            EMAILS.labels("rejected").inc()
-            bound.warning("email_rejected", error="no recipient")
-            return
+            return _Outcome(notification.id, "rejected", utcnow(), "no recipient"), None
+        deadline = asyncio.timeout(self._send_timeout)  # the whole send, so that it ends within the lease
         try:
-            await connection.send(notification)
+            async with deadline:
+                await connection.send(notification)
         except Exception as error:  # noqa: BLE001 - whatever one email meets, the batch goes on
             description = f"{type(error).__name__}: {error}"
-            if is_permanent(error):
-                notification.mark_rejected(description)
-                EMAILS.labels("rejected").inc()
-                bound.warning("email_rejected", error=description)
-            else:
-                self._failed(notification, description)
-            return
-        notification.mark_sent(utcnow())
-        self.sent_count += 1
-        EMAILS.labels("sent").inc()
-        bound.info("email_sent", attempts=notification.attempts)
+            if deadline.expired():
+                # Cut off mid-command: the connection's replies are out of step, so it serves no more.
+                description = f"the send took longer than {self._send_timeout}s"
+                return _Outcome(notification.id, "retry", utcnow(), description), MailServerUnavailable(description)
+            kind: OutcomeKind = "rejected" if is_permanent(error) else "retry"
+            outcome = _Outcome(notification.id, kind, utcnow(), description)
+        else:
+            self.sent_count += 1
+            outcome = _Outcome(notification.id, "sent", utcnow())
+        if not connection.is_open:
+            return outcome, MailServerUnavailable("the mail server closed the connection")
+        return outcome, None
 
-    def _failed(self, notification: Notification, error: str) -> None:
-        notification.mark_failed_attempt(error, utcnow(), self._retry_delays)
+    async def _write(self, outcome: _Outcome, lease_until: datetime) -> None:
+        """Write one outcome in its own transaction, unless another sender took the row over."""
+        bound = log.bind(notification_id=str(outcome.notification_id), outcome=outcome.kind)
+        async with self._uow_factory() as uow:
+            rows = await uow.notifications.lock_all([outcome.notification_id])
+            notification = rows[0] if rows else None
+            if notification is None or not notification.holds_lease(lease_until):
+                bound.warning(
+                    "email_outcome_superseded",
+                    status=notification.status if notification else None,
+                    reason="the row is settled, or leased by another sender",
+                )
+                return
+            if outcome.kind == "sent":
+                notification.mark_sent(outcome.at)
+            elif outcome.kind == "rejected":
+                notification.mark_rejected(outcome.error)
+            else:
+                notification.mark_failed_attempt(outcome.error, outcome.at, self._retry_delays)
+            await uow.commit()
+        if outcome.kind == "sent":
+            EMAILS.labels("sent").inc()
+            bound.info("email_sent", kind=notification.kind, attempts=notification.attempts)
+        elif outcome.kind == "rejected":
+            EMAILS.labels("rejected").inc()
+            bound.warning("email_rejected", kind=notification.kind, error=outcome.error)
+        else:
+            self._log_failed(notification, outcome.error)
+
+    async def _record_unreachable(self, held: _Held, error: MailServerUnavailable) -> None:
+        """A failed attempt for each claimed row, in one transaction: the server could not be reached."""
+        description = f"mail server unavailable: {error}"
+        async with self._uow_factory() as uow:
+            failed = [
+                notification
+                for notification in await uow.notifications.lock_all(held.unsent)
+                if notification.holds_lease(held.lease_until)
+            ]
+            now = utcnow()
+            for notification in failed:
+                notification.mark_failed_attempt(description, now, self._retry_delays)
+            await uow.commit()
+        self._held = None
+        for notification in failed:
+            self._log_failed(notification, description)
+
+    async def _settle(self) -> None:
+        """Write the outcome a lost database kept from its row, then release the unsent rows: due at once."""
+        held = self._held
+        if held is None:
+            return
+        if held.unwritten is not None:
+            await self._write(held.unwritten, held.lease_until)
+            held.unwritten = None
+        if held.unsent:
+            async with self._uow_factory() as uow:
+                now = utcnow()
+                released = [
+                    notification
+                    for notification in await uow.notifications.lock_all(held.unsent)
+                    if notification.holds_lease(held.lease_until)
+                ]
+                for notification in released:
+                    notification.release(now)
+                if released:
+                    await uow.notifications.wake_senders()
+                await uow.commit()
+            log.info("email_batch_released", released=len(released), reason=held.stopped_by or "interrupted")
+        self._held = None
+
+    async def _settle_on_exit(self) -> None:
+        """Best effort: a sender stopped while the database was down leaves its rows to their lease."""
+        if self._held is None:
+            return
+        try:
+            await self._settle()
+        except Exception as error:  # noqa: BLE001 - the lease frees the rows anyway
+            log.warning(
+                "email_sender_left_leased",
+                unsent=len(self._held.unsent) if self._held else 0,
+                unwritten=bool(self._held and self._held.unwritten),
+                error=str(error),
+                error_type=type(error).__name__,
+            )
+
+    def _log_failed(self, notification: Notification, error: str) -> None:
         outcome = "failed" if notification.status == "failed" else "retry"
         EMAILS.labels(outcome).inc()
         log.warning(

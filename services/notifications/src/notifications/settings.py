@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from fastmicro.settings import ServiceSettings
 
@@ -19,7 +19,9 @@ class NotificationsSettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
-    smtp_timeout: float = Field(default=10.0, gt=0, description="Seconds for each SMTP connect and command.")
+    smtp_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds for each SMTP connect and command, and for each whole send."
+    )
     mail_from: str = "fastmicro <no-reply@fastmicro.local>"
 
     #: Seconds before each retry of a failed send: len(send_retry_delays) + 1 attempts in all.
@@ -29,3 +31,21 @@ class NotificationsSettings(ServiceSettings):
     sender_max_backoff: float = Field(
         default=30.0, gt=0, description="Longest pause of the sender while the mail server or database is down."
     )
+    sender_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "How long a claimed notification stays the sender's alone: other replicas skip it until then, "
+            "and it is due again then if the sender died. Must be longer than SMTP_TIMEOUT."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Self:
+        # The sender starts a send only while a whole one (bounded by the SMTP timeout) fits in its lease.
+        if self.sender_lease_seconds <= self.smtp_timeout:
+            raise ValueError(
+                f"SENDER_LEASE_SECONDS ({self.sender_lease_seconds}) must be longer than SMTP_TIMEOUT "
+                f"({self.smtp_timeout}): the sender only starts a send that can end before its lease does"
+            )
+        return self
