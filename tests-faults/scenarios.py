@@ -64,10 +64,17 @@ async def per_event(stack: FaultStack, kind: str) -> dict[uuid.UUID, int]:
     return {event_id: int(count) for event_id, count in rows}
 
 
-def mails_to(stack: FaultStack, addresses: Iterable[str]) -> list[EmailMessage]:
-    """The mails the sink accepted for any of `addresses` (the sink is shared by the whole run)."""
+def mails_to(stack: FaultStack, addresses: Iterable[str], subject: str = "") -> list[EmailMessage]:
+    """The mails the sink accepted for any of `addresses` whose subject contains `subject`, re-sends included.
+
+    The sink is shared by the whole run: a scenario tells its mail apart by its own recipients.
+    """
     wanted = set(addresses)
-    return [m for m in stack.mail.messages if m["To"] and m["To"].addresses[0].addr_spec in wanted]
+    return [
+        m
+        for m in stack.mail.messages
+        if m["To"] and m["To"].addresses[0].addr_spec in wanted and subject in str(m["Subject"])
+    ]
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,15 @@ import asyncio
 import uuid
 
 import httpx
-from prometheus_client import REGISTRY
 
 from fastmicro.testing.plugin import ProxyFactory
 from fault_stack import ONE_ITEM, FaultStack, eventually, wait_ready
 from figures import Figure, Record
+from scenarios import consumed, mails_to, sent
 
 ORDERS = 200
 USERS = 4
 CONCURRENCY = 20
-
-
-def duplicates_seen(event_type: str) -> float:
-    return REGISTRY.get_sample_value("consumer_messages_total", {"event_type": event_type, "outcome": "duplicate"}) or 0
 
 
 async def test_a_broker_cut_during_a_burst_loses_nothing_and_duplicates_nothing(
@@ -35,8 +31,8 @@ async def test_a_broker_cut_during_a_burst_loses_nothing_and_duplicates_nothing(
         stack.app("orders", amqp_url=broker.url_for(stack.amqp_url)) as orders,
     ):
         await wait_ready(orders, "ok")
-        await eventually(lambda: welcomed(stack, len(users)), what="the users' welcome notifications")
-        duplicates_before = duplicates_seen("OrderPlaced")
+        await eventually(lambda: all_sent(stack, "welcome", len(users)), what="the users' welcome notifications")
+        duplicates_before = consumed("OrderPlaced", "duplicate")
 
         await broker.cut()
         statuses = await place_orders(orders, stack, [user_id for user_id, _ in users])
@@ -56,9 +52,7 @@ async def test_a_broker_cut_during_a_burst_loses_nothing_and_duplicates_nothing(
     per_event = await stack.rows(
         "notifications", "SELECT event_id, count(*) FROM notifications WHERE kind = 'order_placed' GROUP BY event_id"
     )
-    emails = {address for _, address in users}
-    mails = [m for m in stack.mail.messages if m["To"] and m["To"].addresses[0].addr_spec in emails]
-    order_mails = [m for m in mails if "order" in str(m["Subject"]).lower()]
+    order_mails = mails_to(stack, [address for _, address in users], "is placed")
     unpublished = await stack.scalar("orders", "SELECT count(*) FROM outbox WHERE published_at IS NULL")
 
     assert placed == ORDERS
@@ -73,7 +67,7 @@ async def test_a_broker_cut_during_a_burst_loses_nothing_and_duplicates_nothing(
             "1 broker cut during a burst",
             sent=ORDERS,
             delivered=len(per_event),
-            duplicates=int(duplicates_seen("OrderPlaced") - duplicates_before),
+            duplicates=int(consumed("OrderPlaced", "duplicate") - duplicates_before),
             lost=ORDERS - len(per_event),
             recovery_seconds=recovery,
             note=f"{statuses.get(201, 0)}/{ORDERS} writes answered 201 while cut; ready=degraded",
@@ -95,13 +89,5 @@ async def place_orders(client: httpx.AsyncClient, stack: FaultStack, user_ids: l
     return statuses
 
 
-async def welcomed(stack: FaultStack, users: int) -> bool:
-    sent = await stack.scalar("notifications", "SELECT count(*) FROM notifications WHERE kind = 'welcome'")
-    return bool(sent == users)
-
-
 async def all_sent(stack: FaultStack, kind: str, expected: int) -> bool:
-    sent = await stack.scalar(
-        "notifications", "SELECT count(*) FROM notifications WHERE kind = :kind AND status = 'sent'", kind=kind
-    )
-    return bool(sent >= expected)
+    return await sent(stack, kind) >= expected

@@ -18,12 +18,11 @@ import time
 from fastmicro.testing.plugin import ProcessFactory, ProxyFactory
 from fault_stack import FaultStack, eventually
 from figures import Figure, Record
+from scenarios import mails_to, sent
 from workers import (
-    count_sent,
     duplicates,
     emails_of,
     handled,
-    mails_to,
     message_id_counts,
     notifications_per_event,
     publish_users,
@@ -107,4 +106,4 @@ async def test_a_consumer_killed_mid_handlers_loses_nothing_and_duplicates_nothi
 
 
 async def sent_all(stack: FaultStack) -> bool:
-    return await count_sent(stack, "welcome") == EVENTS
+    return await sent(stack, "welcome") == EVENTS

@@ -16,13 +16,12 @@ import time
 from fastmicro.testing.plugin import ProcessFactory, ProxyFactory
 from fault_stack import FaultStack, eventually
 from figures import Figure, Record
+from scenarios import mails_to, sent
 from workers import (
-    count_sent,
     duplicates,
     emails_of,
     handled,
     handled_after,
-    mails_to,
     message_id_counts,
     notifications_per_event,
     publish_users,
@@ -105,4 +104,4 @@ async def test_sigterm_finishes_the_messages_in_hand_exits_0_and_nothing_is_hand
 
 
 async def sent_all(stack: FaultStack) -> bool:
-    return await count_sent(stack, "welcome") == EVENTS
+    return await sent(stack, "welcome") == EVENTS

@@ -18,7 +18,8 @@ from fastmicro.testing import ServiceProcess
 from fastmicro.testing.plugin import ProcessFactory, ProxyFactory
 from fault_stack import FaultStack, eventually
 from figures import Figure, Record
-from workers import count_sent, place_orders
+from scenarios import sent
+from workers import place_orders
 
 OUTAGE_SECONDS = 6.0
 HOT_LOOP_BOUND = 0.25  # of one core
@@ -60,13 +61,13 @@ async def test_workers_idle_while_the_broker_is_away_and_resume_by_themselves(
     )
 
     assert all(value < HOT_LOOP_BOUND for value in share.values()), share
-    assert await count_sent(stack, "order_placed") == 1
+    assert await sent(stack, "order_placed") == 1
     assert await stack.scalar("orders", "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
     record(
         Figure(
             "10 workers idle through a broker outage",
             sent=1,
-            delivered=await count_sent(stack, "order_placed"),
+            delivered=await sent(stack, "order_placed"),
             duplicates=0,
             lost=0,
             recovery_seconds=recovery,
@@ -79,8 +80,8 @@ async def test_workers_idle_while_the_broker_is_away_and_resume_by_themselves(
 
 
 async def welcomed(stack: FaultStack) -> bool:
-    return await count_sent(stack, "welcome") == 1
+    return await sent(stack, "welcome") == 1
 
 
 async def placed_notification_sent(stack: FaultStack) -> bool:
-    return await count_sent(stack, "order_placed") == 1
+    return await sent(stack, "order_placed") == 1

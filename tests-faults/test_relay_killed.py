@@ -20,12 +20,11 @@ from sqlalchemy import text
 from fastmicro.testing.plugin import ProcessFactory
 from fault_stack import FaultStack, eventually
 from figures import Figure, Record
+from scenarios import mails_to, sent
 from workers import (
-    count_sent,
     duplicates,
     emails_of,
     handled,
-    mails_to,
     message_id_counts,
     notifications_per_event,
     place_orders,
@@ -125,4 +124,4 @@ async def test_a_relay_killed_between_publish_and_mark_publishes_again_and_the_i
 
 
 async def sent_all(stack: FaultStack) -> bool:
-    return await count_sent(stack, "order_placed") == ORDERS
+    return await sent(stack, "order_placed") == ORDERS

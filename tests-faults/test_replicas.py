@@ -17,12 +17,11 @@ import uuid
 from fastmicro.testing.plugin import ProcessFactory
 from fault_stack import FaultStack, eventually
 from figures import Figure, Record
+from scenarios import mails_to, sent
 from workers import (
-    count_sent,
     duplicates,
     emails_of,
     handled,
-    mails_to,
     message_id_counts,
     notifications_per_event,
     place_orders,
@@ -106,4 +105,4 @@ async def test_two_relays_and_two_consumers_share_a_burst_and_each_event_has_its
 
 
 async def sent_all(stack: FaultStack) -> bool:
-    return await count_sent(stack, "order_placed") == ORDERS
+    return await sent(stack, "order_placed") == ORDERS

@@ -17,15 +17,14 @@ from typing import Any
 
 from fastmicro.db import create_engine, create_session_factory
 from fastmicro.events import Envelope
-from fastmicro.messaging import Publisher
 from fastmicro.security import Principal
 from fastmicro.testing import ServiceProcess
 from fastmicro.testing.plugin import ProcessFactory
-from fastmicro_contracts.users import UserCreated
 from fault_stack import ONE_ITEM, FaultStack
 from orders.schemas import OrderCreate
 from orders.service import OrderService
 from orders.uow import OrdersUnitOfWork
+from scenarios import new_user, per_event, publish_all
 
 #: The log event a worker's consumer writes once it is subscribed to its queue.
 READY = "consumer_started"
@@ -59,14 +58,7 @@ def handled_after(process: ServiceProcess, marker: str, event_type: str) -> int:
 
 async def publish_users(stack: FaultStack, count: int) -> list[Envelope]:
     """Publish `count` UserCreated for new users, as the users' relay would; returns their envelopes."""
-    publisher = Publisher(stack.broker)
-    envelopes = []
-    for _ in range(count):
-        user_id = uuid.uuid4()
-        event = UserCreated(user_id=user_id, email=f"fault-{user_id.hex[:12]}@example.com", name="Fault Tolerant")
-        envelopes.append(Envelope.wrap(event))
-    await asyncio.gather(*(publisher.publish(envelope) for envelope in envelopes))
-    return envelopes
+    return await publish_all(stack, [new_user() for _ in range(count)])
 
 
 def emails_of(envelopes: Iterable[Envelope]) -> set[str]:
@@ -95,27 +87,8 @@ async def place_orders(stack: FaultStack, user_ids: Sequence[uuid.UUID], count: 
 
 
 async def notifications_per_event(stack: FaultStack, kind: str) -> dict[str, int]:
-    """event id -> how many notifications of `kind` exist for it (1 each when effects are exactly once)."""
-    rows = await stack.rows(
-        "notifications", "SELECT event_id, count(*) FROM notifications WHERE kind = :kind GROUP BY event_id", kind=kind
-    )
-    return {str(event_id): int(count) for event_id, count in rows}
-
-
-async def count_sent(stack: FaultStack, kind: str) -> int:
-    sent = await stack.scalar(
-        "notifications", "SELECT count(*) FROM notifications WHERE kind = :kind AND status = 'sent'", kind=kind
-    )
-    return int(sent)
-
-
-def mails_to(stack: FaultStack, recipients: set[str], subject: str) -> list[EmailMessage]:
-    """The emails the sink received for `recipients` whose subject contains `subject` (re-sends included)."""
-    return [
-        m
-        for m in stack.mail.messages
-        if m["To"] and m["To"].addresses[0].addr_spec in recipients and subject in str(m["Subject"])
-    ]
+    """Event id (as the logs write it) -> notifications of `kind` for it: 1 each when effects are exactly once."""
+    return {str(event_id): count for event_id, count in (await per_event(stack, kind)).items()}
 
 
 def message_id_counts(mails: Iterable[EmailMessage]) -> Counter[str]:
