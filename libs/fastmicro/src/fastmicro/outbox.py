@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from fastmicro.db import Base, utcnow
 from fastmicro.events import Envelope
-from fastmicro.messaging import backoff_delay
+from fastmicro.messaging import Backoff
 from fastmicro.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from fastmicro.pgnotify import listen
 
@@ -175,25 +175,16 @@ class OutboxRelay:
         listener = asyncio.create_task(
             listen(self._engine, NOTIFY_CHANNEL, self._wake, max_backoff=self._max_backoff), name="outbox-listen"
         )
-        failures = 0
+        backoff = Backoff("outbox_relay_failed", cap=self._max_backoff, logger=log)
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
                     await self._drain()
-                    failures = 0
+                    backoff.succeeded()
                 except Exception as error:  # noqa: BLE001 - any fault: back off, keep the rows, retry
-                    delay = backoff_delay(failures, cap=self._max_backoff)
-                    failures += 1
                     self.failure_count += 1
-                    log.warning(
-                        "outbox_relay_failed",
-                        error=str(error),
-                        error_type=type(error).__name__,
-                        retry_in=round(delay, 2),
-                        failures=failures,
-                    )
-                    await self._sleep(delay)
+                    await self._sleep(backoff.failed(error))
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import exc, text
 
-from fastmicro.messaging import backoff_delay
+from fastmicro.messaging import Backoff
 from fastmicro.metrics import RETENTION_PURGED
 
 if TYPE_CHECKING:
@@ -106,24 +106,15 @@ class RetentionPurger:
 
     async def run(self) -> None:
         """Purge at once, then every `interval`, until `stop()`; back off while the database fails."""
-        failures = 0
+        backoff = Backoff("retention_purge_failed", cap=self._max_backoff, logger=log)
         while not self._stopping.is_set():
             try:
                 deleted = await self.purge()
             except Exception as error:  # noqa: BLE001 - any fault: back off and try again, never crash
-                delay = backoff_delay(failures, cap=self._max_backoff)
-                failures += 1
                 self.failure_count += 1
-                log.warning(
-                    "retention_purge_failed",
-                    error=str(error),
-                    error_type=type(error).__name__,
-                    retry_in=round(delay, 2),
-                    failures=failures,
-                )
-                await self._sleep(delay)
+                await self._sleep(backoff.failed(error))
                 continue
-            failures = 0
+            backoff.succeeded()
             self.run_count += 1
             if any(deleted.values()):
                 log.info("retention_purged", **deleted)

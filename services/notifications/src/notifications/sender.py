@@ -36,7 +36,7 @@ import structlog
 from prometheus_client import Counter
 
 from fastmicro.db import utcnow
-from fastmicro.messaging import backoff_delay
+from fastmicro.messaging import Backoff
 from fastmicro.pgnotify import listen
 from notifications.mailer import Mailer, MailServerUnavailable, is_permanent
 from notifications.models import Notification, NotificationId
@@ -124,7 +124,7 @@ class EmailSender:
             listen(self._engine, NOTIFY_CHANNEL, self._wake, max_backoff=self._max_backoff),
             name="notifications-listen",
         )
-        failures = 0
+        backoff = Backoff("email_sender_paused", cap=self._max_backoff, logger=log)
         log.info("email_sender_started")
         try:
             while not self._stopping.is_set():
@@ -133,18 +133,9 @@ class EmailSender:
                     await self._drain()
                     next_due = await self._next_due()
                 except Exception as error:  # noqa: BLE001 - mail server or database down: pause, then retry
-                    failures += 1
-                    delay = backoff_delay(failures, cap=self._max_backoff)
-                    log.warning(
-                        "email_sender_paused",
-                        error=str(error),
-                        error_type=type(error).__name__,
-                        retry_in=round(delay, 2),
-                        failures=failures,
-                    )
-                    await self._sleep(delay)
+                    await self._sleep(backoff.failed(error))
                     continue
-                failures = 0
+                backoff.succeeded()
                 await self._wait(next_due)
         finally:
             await self._settle_on_exit()
