@@ -63,6 +63,7 @@ FAST_BY_SERVICE: dict[str, dict[str, Any]] = {
         "sender_poll_interval": 0.2,
         "sender_max_backoff": 1.0,
         "smtp_timeout": 3.0,
+        "sender_lease_seconds": 4.0,  # one send (3 s) and its record: renewed while a batch lasts
     },
 }
 

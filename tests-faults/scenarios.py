@@ -111,3 +111,22 @@ async def delete_queues(stack: FaultStack, names: Iterable[str]) -> None:
                 await channel.queue_delete(name)
     finally:
         await channel.close()
+
+
+async def settled_sessions(stack: FaultStack, service: str) -> None:
+    """Wait until the database has ended every session of `service`'s processes (after a kill and a cut).
+
+    A session whose client is gone ends when its statement does, so this is bounded by the
+    statement timeout. From then on nothing the dead process sent can still commit.
+    """
+    timeout = stack.settings(service).db_statement_timeout_ms / 1000
+
+    async def gone() -> bool:
+        left = await stack.scalar(
+            service,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = :name",
+            name=service,
+        )
+        return bool(left == 0)
+
+    await eventually(gone, within=timeout + 5, what=f"every session of {service} ended")

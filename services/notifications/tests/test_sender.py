@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -169,7 +169,7 @@ async def senders(sink: GatedSink) -> AsyncIterator[SenderFactory]:
             batch_size=settings.sender_batch_size,
             poll_interval=settings.sender_poll_interval,
             max_backoff=settings.sender_max_backoff,
-            lease=settings.sender_lease_seconds,
+            lease=settings.sender_lease,
             send_timeout=settings.smtp_timeout,
         )
         built.append(Sender(role, engine, errors))
@@ -251,7 +251,7 @@ async def test_a_sender_gone_with_the_database_costs_one_repeated_mail_at_most(
     """The sender dies during the cut: another sends its rows after the lease, and repeats only the mail in flight."""
     ids = await add_pending(database, 20)
     proxy = await tcp_proxy(database_url)
-    lease = {"smtp_timeout": 2.0, "sender_lease_seconds": 3.0}
+    lease = {"smtp_timeout": 4.0, "sender_lease_seconds": 5.0}  # the held send has 4 s to finish once released
     first = senders(proxy.url_for(database_url), **lease)
     sink.gate.hold(5)
     first.start()
@@ -318,7 +318,7 @@ async def test_two_senders_share_a_burst_and_send_each_mail_once(
     database_url: str, database: AsyncEngine, sink: GatedSink, senders: SenderFactory
 ) -> None:
     """Two replicas over one burst, with batches that outlast their lease: each mail goes exactly once."""
-    sink.gate.pace = 0.1  # a batch of 20 would take 2 s: each sender gives back part of each batch
+    sink.gate.pace = 0.1  # a batch of 20 takes 2 s: each sender renews its lease during each batch
     settings = {"sender_batch_size": 20, "smtp_timeout": 2.0, "sender_lease_seconds": 3.0}
     first, second = senders(database_url, **settings), senders(database_url, **settings)
     first.start()
@@ -338,7 +338,7 @@ async def test_a_sender_stopped_mid_batch_gives_back_what_it_did_not_send(
 ) -> None:
     """Stopped with 4 of 5 unsent: those are due at once for another sender, not at the end of the lease."""
     ids = await add_pending(database, 5)
-    first = senders(database_url)  # a 120 s lease
+    first = senders(database_url)  # a 10 s lease (twice the SMTP timeout)
     sink.gate.hold(0)
     first.start()
     await sink.wait_holding()
@@ -407,6 +407,8 @@ async def test_a_send_that_outlasts_its_deadline_ends_the_batch_and_gives_back_t
 def test_the_lease_must_outlast_a_send() -> None:
     with pytest.raises(ValidationError, match="SENDER_LEASE_SECONDS"):
         make_settings(smtp_timeout=10.0, sender_lease_seconds=10.0)
+    with pytest.raises(ValidationError, match="SENDER_LEASE_SECONDS"):
+        make_settings(smtp_timeout=10.0, sender_lease_seconds=5.0)
     engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1/none")  # never connected
     with pytest.raises(ValueError, match="lease"):
         EmailSender(
@@ -417,5 +419,62 @@ def test_the_lease_must_outlast_a_send() -> None:
             lease=5.0,
             send_timeout=5.0,
         )
-    defaults = NotificationsSettings.model_fields
-    assert defaults["sender_lease_seconds"].default > defaults["smtp_timeout"].default
+
+
+def test_the_default_lease_is_one_send_and_as_long_again_to_record_it() -> None:
+    """Seconds, not minutes: what a crashed sender's claimed mails wait at most."""
+    assert NotificationsSettings(_env_file=None).sender_lease == 20.0  # SMTP_TIMEOUT 10 s
+    assert make_settings(smtp_timeout=3.0).sender_lease == 6.0
+    assert make_settings(smtp_timeout=3.0, sender_lease_seconds=4.0).sender_lease == 4.0
+
+
+class Clock:
+    """The sender's clock, which a test moves forward: the lease's end comes without waiting for it."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+async def test_a_batch_that_outlasts_its_lease_renews_it_for_the_rows_not_sent_yet(
+    database_url: str, database: AsyncEngine, sink: GatedSink, senders: SenderFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Too little lease left for another send: the unsent rows get a new lease, except one another sender took."""
+    ids = await add_pending(database, 3)
+    clock = Clock()
+    monkeypatch.setattr("notifications.sender.utcnow", clock)
+    sender = senders(database_url, smtp_timeout=4.0, sender_lease_seconds=5.0)
+    sink.gate.hold(0)
+    batch = asyncio.create_task(sender.role.send_batch())
+    await sink.wait_holding()
+    in_flight = notification_id(sink.gate.held_message_id)
+    claimed = await rows(database)
+    [first_lease] = {row["next_attempt_at"] for row in claimed.values()}
+    taken, renewed = (row_id for row_id in ids if row_id != in_flight)
+    their_lease = (utcnow() + timedelta(hours=1)).replace(microsecond=0)
+    async with database.begin() as conn:  # as another sender does once a lease has run out
+        await conn.execute(
+            text("UPDATE notifications SET next_attempt_at = :until WHERE id = :id"),
+            {"until": their_lease, "id": taken},
+        )
+    clock.advance(2.0)  # 3 s of lease left when the send ends: less than the 4 s another send may take
+    sink.gate.release()
+    assert await batch == 3
+
+    final = await rows(database)
+    assert (final[in_flight]["status"], final[in_flight]["next_attempt_at"]) == ("sent", first_lease)
+    # Sent under the renewed lease, whose mark its row keeps: later than the first, by the 2 s the clock moved.
+    assert final[renewed]["status"] == "sent"
+    assert final[renewed]["next_attempt_at"] >= first_lease + timedelta(seconds=2)
+    # The row that had changed hands was neither renewed nor sent: it stays with its new holder.
+    assert (final[taken]["status"], final[taken]["attempts"], final[taken]["next_attempt_at"]) == (
+        "pending",
+        0,
+        their_lease,
+    )
+    assert sink.message_ids() == Counter({message_id(in_flight): 1, message_id(renewed): 1})

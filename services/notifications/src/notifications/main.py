@@ -33,7 +33,7 @@ def background_roles(runtime: Runtime) -> list[BackgroundRole]:
             batch_size=settings.sender_batch_size,
             poll_interval=settings.sender_poll_interval,
             max_backoff=settings.sender_max_backoff,
-            lease=settings.sender_lease_seconds,
+            lease=settings.sender_lease,
             send_timeout=settings.smtp_timeout,
         ),
         runtime.retention_purger(outbox=False, inbox=True),

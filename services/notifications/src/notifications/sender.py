@@ -12,15 +12,22 @@ senders pass them by until then. No transaction stays open while mail goes out: 
 sent over one SMTP connection, and each outcome is written in a transaction of its own, only
 while the row still carries this lease (one that another sender took over once the lease ran
 out is left to that sender). A send starts only when it can end before the lease does (each
-is bounded by the SMTP timeout); what is still unsent when the sender stops, runs short of
-lease or loses the mail server is released, due at once.
+is bounded by the SMTP timeout): when too little lease is left, the unsent rows' lease is
+renewed first, so the lease only has to outlast one send and its record, never a whole batch.
+What is still unsent when the sender stops or loses the mail server is released, due at once.
+
+The lease end is also the mark an outcome is written under. A renewal keeps that sound: it
+moves the mark only of rows that still carry the old one (in one transaction, with the rows
+locked), and the sender takes the new mark only once that transaction has committed. Should
+that commit be lost, the renewed rows wait for the new lease's end: never sent twice.
 
 Delivery is at least once, with at most one duplicate per lost database connection per
 sender, never a batch: only the email sent just before the database went away can lack its
 `sent` mark. The sender keeps that outcome and writes it once the database is back (if no other
 sender took the row meanwhile); if it dies first, that one email goes again. After a crash
-(SIGKILL) the claimed rows not sent are due again when their lease ends. The Message-ID,
-derived from the notification id, lets mail systems see a duplicate.
+(SIGKILL) the claimed rows not sent are due again when their lease ends: at most one lease
+(`SENDER_LEASE_SECONDS`) after the claim or the last renewal. The Message-ID, derived from the
+notification id, lets mail systems see a duplicate.
 """
 
 from __future__ import annotations
@@ -96,7 +103,7 @@ class EmailSender:
         batch_size: int = 50,
         poll_interval: float = 5.0,
         max_backoff: float = 30.0,
-        lease: float = 120.0,
+        lease: float = 20.0,
         send_timeout: float = 10.0,
     ) -> None:
         if lease <= send_timeout:
@@ -169,8 +176,9 @@ class EmailSender:
                         held.stopped_by = "stopping"
                         break
                     if utcnow() + timedelta(seconds=self._send_timeout) >= held.lease_until:
-                        held.stopped_by = "lease_running_out"  # a send begun now might outlast the lease
-                        break
+                        await self._renew(held)  # a send begun now might outlast the lease
+                    if notification.id not in held.unsent:
+                        continue  # its lease ran out and another sender took it over
                     outage = await self._send(connection, notification, held)
                     if outage is not None:
                         held.stopped_by = "mail_server_gone"
@@ -201,6 +209,24 @@ class EmailSender:
             await uow.commit()
         log.debug("email_batch_claimed", claimed=len(batch), lease_until=lease_until.isoformat())
         return held, batch
+
+    async def _renew(self, held: _Held) -> None:
+        """Extend the lease of the rows not sent yet; drop those that no longer carry it (taken over)."""
+        async with self._uow_factory() as uow:
+            now = utcnow()
+            lease_until = now + self._lease
+            renewed = [
+                notification
+                for notification in await uow.notifications.lock_all(held.unsent)
+                if notification.holds_lease(held.lease_until)
+            ]
+            for notification in renewed:
+                notification.lease(lease_until)
+            await uow.commit()
+        # Dropped: settled meanwhile (an erased contact), or taken over after the old lease ran out.
+        dropped = len(held.unsent) - len(renewed)
+        held.lease_until, held.unsent = lease_until, [notification.id for notification in renewed]
+        log.debug("email_lease_renewed", renewed=len(renewed), dropped=dropped, lease_until=lease_until.isoformat())
 
     async def _send(
         self, connection: MailConnection, notification: Notification, held: _Held

@@ -31,21 +31,28 @@ class NotificationsSettings(ServiceSettings):
     sender_max_backoff: float = Field(
         default=30.0, gt=0, description="Longest pause of the sender while the mail server or database is down."
     )
-    sender_lease_seconds: float = Field(
-        default=120.0,
+    sender_lease_seconds: float | None = Field(
+        default=None,
         gt=0,
         description=(
             "How long a claimed notification stays the sender's alone: other replicas skip it until then, "
-            "and it is due again then if the sender died. Must be longer than SMTP_TIMEOUT."
+            "and a sender that dies holds its unsent rows this long at most. The sender renews the lease "
+            "while a batch lasts, so it only has to outlast one send (SMTP_TIMEOUT) and the write of its "
+            "outcome. Longer than SMTP_TIMEOUT; by default twice SMTP_TIMEOUT."
         ),
     )
+
+    @property
+    def sender_lease(self) -> float:
+        """The lease in force: SENDER_LEASE_SECONDS, or twice the SMTP timeout (a send, and as long to record it)."""
+        return self.sender_lease_seconds if self.sender_lease_seconds is not None else 2 * self.smtp_timeout
 
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> Self:
         # The sender starts a send only while a whole one (bounded by the SMTP timeout) fits in its lease.
-        if self.sender_lease_seconds <= self.smtp_timeout:
+        if self.sender_lease <= self.smtp_timeout:
             raise ValueError(
-                f"SENDER_LEASE_SECONDS ({self.sender_lease_seconds}) must be longer than SMTP_TIMEOUT "
+                f"SENDER_LEASE_SECONDS ({self.sender_lease}) must be longer than SMTP_TIMEOUT "
                 f"({self.smtp_timeout}): the sender only starts a send that can end before its lease does"
             )
         return self
