@@ -5,6 +5,7 @@ SHELL := bash
 UV = $(shell ./scripts/ensure-uv.sh)
 RUN = $(UV) run --frozen
 COMPOSE ?= docker compose
+REPEAT ?= 1
 
 .PHONY: help install servers dev test e2e faults lint lint-infra fmt migrate up down logs ps
 
@@ -43,8 +44,12 @@ fmt: install  ## format and auto-fix
 e2e: install servers  ## the end-to-end suite alone: the stack as `make dev` runs it, driven over HTTP
 	$(RUN) pytest tests-e2e
 
-faults: install servers  ## the fault-injection suite alone: each guarantee broken on purpose, with its figures
-	$(RUN) pytest tests-faults
+faults: install servers  ## the fault-injection suite alone, with its figures (REPEAT=10: ten runs, stop at a failure)
+	@for run in $$(seq $(REPEAT)); do \
+	  started=$$SECONDS; \
+	  $(RUN) pytest tests-faults $(ARGS) || { echo "faults: run $$run of $(REPEAT) FAILED"; exit 1; }; \
+	  echo "faults: run $$run of $(REPEAT) passed in $$((SECONDS - started)) s"; \
+	done
 
 up: .env  ## the whole stack in Docker: build, migrate, start, wait until healthy, print the URLs
 	$(COMPOSE) up -d --build --wait
