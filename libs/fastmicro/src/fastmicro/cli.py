@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 import uvicorn
+import uvloop
 
 from fastmicro.dlq_cli import add_dlq_parser, run_dlq
 from fastmicro.logging import configure_logging
@@ -44,6 +45,12 @@ def run_cli(
     serve = commands.add_parser("serve", help="run the HTTP API together with the relay and consumers")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP worker processes on the one port (each also runs the background roles)",
+    )
     commands.add_parser("worker", help="run the relay and consumers without HTTP")
     commands.add_parser("migrate", help="apply the database migrations")
     topology = commands.add_parser("topology", help="declare the exchanges and queues this service needs")
@@ -56,24 +63,33 @@ def run_cli(
     settings = settings_factory()
     configure_logging(settings)
     if args.command == "serve":
+        # Several workers need the app as an import string: each process builds its own, from the environment.
+        app: FastAPI | str = (
+            app_factory(settings) if args.workers == 1 else f"{app_factory.__module__}:{app_factory.__qualname__}"
+        )
         uvicorn.run(
-            app_factory(settings),
+            app,
+            factory=args.workers > 1,
+            workers=args.workers,
             host=args.host or settings.http_host,
             port=args.port or settings.http_port,
+            loop="uvloop",
+            http="httptools",
             log_config=None,
+            server_header=False,
             timeout_graceful_shutdown=15,
         )
     elif args.command == "worker":
-        asyncio.run(run_worker(settings, roles))
+        uvloop.run(run_worker(settings, roles))
     elif args.command == "migrate":
-        asyncio.run(upgrade_to_head(migrations, settings.database_url))
+        uvloop.run(upgrade_to_head(migrations, settings.database_url))
         log.info("migrations_applied")
     elif args.command == "dlq":
-        code = asyncio.run(run_dlq(settings, roles, args))
+        code = uvloop.run(run_dlq(settings, roles, args))
         if code:
             raise SystemExit(code)
     else:
-        asyncio.run(declare_topology(settings, roles, wait=args.wait))
+        uvloop.run(declare_topology(settings, roles, wait=args.wait))
 
 
 async def run_worker(settings: ServiceSettings, roles: RolesFactory) -> None:
