@@ -10,10 +10,12 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+import structlog
 from fastapi import APIRouter, FastAPI
 
 from fastmicro import context
 from fastmicro.events import DomainEvent, Envelope
+from fastmicro.logging import configure_logging
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import app_client
 from fastmicro.web import create_app
@@ -41,19 +43,15 @@ async def crash() -> None:
     raise RuntimeError("boom")
 
 
-class RecordedEvents(logging.Handler):
-    """The structlog event dicts that reach the standard library's root logger."""
+class RecordedEvents:
+    """The JSON log lines the app wrote to stderr, parsed."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, dict):
-            self.events.append(record.msg)
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys = capsys
 
     def named(self, event: str) -> list[dict[str, Any]]:
-        return [entry for entry in self.events if entry.get("event") == event]
+        lines = [json.loads(line) for line in self._capsys.readouterr().err.splitlines() if line.startswith("{")]
+        return [entry for entry in lines if entry.get("event") == event]
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +66,8 @@ def restore_root_logger() -> Iterator[None]:
 
 @pytest.fixture
 def app(kernel_settings: ServiceSettings) -> FastAPI:
-    return create_app(kernel_settings, title="logging", routers=[router], roles=lambda _runtime: ())
+    settings = kernel_settings.model_copy(update={"log_format": "json"})
+    return create_app(settings, title="logging", routers=[router], roles=lambda _runtime: ())
 
 
 @pytest.fixture
@@ -78,13 +77,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def recorded(app: FastAPI) -> Iterator[RecordedEvents]:
-    """Installed after `create_app`, which replaces the root logger's handlers."""
-    handler = RecordedEvents()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield handler
-    root.removeHandler(handler)
+def recorded(app: FastAPI, capsys: pytest.CaptureFixture[str]) -> RecordedEvents:
+    return RecordedEvents(capsys)
 
 
 @pytest.mark.parametrize("request_id", ["req-1", "0f3c:9a.B_7-x", "r" * 128])
@@ -181,3 +175,41 @@ async def test_the_unhandled_error_log_binds_the_request_id(
 
     [entry] = recorded.named("unhandled_error")
     assert entry.get("request_id") == "req-crash"
+
+
+def test_levels_and_format_follow_each_configuration_even_for_cached_loggers(
+    kernel_settings: ServiceSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """structlog caches each logger on first use: a later `configure_logging` must still apply to it."""
+    logger = structlog.get_logger("fastmicro.test-levels")
+    configure_logging(kernel_settings.model_copy(update={"log_format": "json", "log_level": "INFO"}))
+    logger.debug("hidden")
+    logger.info("shown", n=1)
+    configure_logging(kernel_settings.model_copy(update={"log_format": "json", "log_level": "DEBUG"}))
+    logger.debug("now_shown")
+    configure_logging(kernel_settings.model_copy(update={"log_format": "console", "log_level": "WARNING"}))
+    logger.info("hidden_again")
+    logger.warning("console_line")
+
+    lines = capsys.readouterr().err.splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [(e["event"], e["level"], e["logger"]) for e in events] == [
+        ("shown", "info", "fastmicro.test-levels"),
+        ("now_shown", "debug", "fastmicro.test-levels"),
+    ]
+    assert [line for line in lines if not line.startswith("{")] == [
+        line for line in lines if "console_line" in line and "warning" in line
+    ]
+
+
+def test_standard_library_records_come_out_as_the_same_json_lines(
+    kernel_settings: ServiceSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(kernel_settings.model_copy(update={"log_format": "json", "log_level": "INFO"}))
+    with structlog.contextvars.bound_contextvars(request_id="req-stdlib"):
+        logging.getLogger("some.library").warning("disk %s", "full")
+
+    [entry] = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert (entry["event"], entry["level"], entry["logger"]) == ("disk full", "warning", "some.library")
+    assert entry["request_id"] == "req-stdlib"
+    assert entry["service"] == kernel_settings.service_name
