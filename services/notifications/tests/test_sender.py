@@ -157,6 +157,8 @@ async def senders(sink: GatedSink) -> AsyncIterator[SenderFactory]:
     built: list[Sender] = []
 
     def build(database_url: str, **overrides: Any) -> Sender:
+        # One connection unless a test asks for more: then the sends go in the batch's order.
+        overrides = {"smtp_connections": 1, **overrides}
         settings = make_settings(database_url=database_url, smtp_port=sink.port, **overrides)
         engine = create_engine(settings)
         session_factory = create_session_factory(engine)
@@ -171,6 +173,7 @@ async def senders(sink: GatedSink) -> AsyncIterator[SenderFactory]:
             max_backoff=settings.sender_max_backoff,
             lease=settings.sender_lease,
             send_timeout=settings.smtp_timeout,
+            connections=settings.smtp_connections,
         )
         built.append(Sender(role, engine, errors))
         return built[-1]
@@ -281,7 +284,8 @@ async def test_a_claimed_batch_is_left_to_its_sender_with_no_lock_held_while_it_
     """While a batch is in flight its rows are locked by no one, yet a second sender claims none of them."""
     ids = await add_pending(database, 5)
     runtime = Runtime.from_settings(
-        make_settings(database_url=database_url, smtp_port=sink.port, sender_lease_seconds=60.0)
+        # One connection: the whole batch waits behind the send held in flight.
+        make_settings(database_url=database_url, smtp_port=sink.port, sender_lease_seconds=60.0, smtp_connections=1)
     )
     [first] = [role for role in background_roles(runtime) if isinstance(role, EmailSender)]  # as main.py wires it
     second = senders(database_url)
@@ -478,3 +482,56 @@ async def test_a_batch_that_outlasts_its_lease_renews_it_for_the_rows_not_sent_y
         their_lease,
     )
     assert sink.message_ids() == Counter({message_id(in_flight): 1, message_id(renewed): 1})
+
+
+async def test_a_slow_send_holds_up_one_connection_not_the_batch(
+    database_url: str, database: AsyncEngine, sink: GatedSink, senders: SenderFactory
+) -> None:
+    """With four connections, the rest of a batch goes out while one mail waits on the server."""
+    ids = await add_pending(database, 10)
+    sender = senders(database_url, smtp_connections=4)
+    sink.gate.hold(0)
+    batch = asyncio.create_task(sender.role.send_batch())
+    await sink.wait_holding()
+
+    async def all_but_one_sent() -> Rows | None:
+        found = await rows(database)
+        return found if sum(row["status"] == "sent" for row in found.values()) == len(ids) - 1 else None
+
+    held = await eventually_async(all_but_one_sent)  # sent and recorded while one mail waits
+    sink.gate.release()
+    assert await batch == len(ids)
+
+    in_flight = notification_id(sink.gate.held_message_id)
+    assert held[in_flight]["status"] == "pending"
+    assert {row["status"] for row_id, row in held.items() if row_id != in_flight} == {"sent"}
+    final = await rows(database)
+    assert {(row["status"], row["attempts"]) for row in final.values()} == {("sent", 1)}
+    assert sink.message_ids() == Counter({message_id(row_id): 1 for row_id in ids})
+
+
+async def test_a_sender_gone_with_the_database_repeats_at_most_one_mail_per_connection(
+    database_url: str, database: AsyncEngine, sink: GatedSink, senders: SenderFactory, tcp_proxy: ProxyFactory
+) -> None:
+    """Several connections: the sender dies during a cut, and only the mails it had in flight go twice."""
+    ids = await add_pending(database, 20)
+    proxy = await tcp_proxy(database_url)
+    settings = {"smtp_timeout": 4.0, "sender_lease_seconds": 5.0, "smtp_connections": 3}
+    first = senders(proxy.url_for(database_url), **settings)
+    sink.gate.hold(5)
+    first.start()
+    await sink.wait_holding()
+    await proxy.cut()
+    sink.gate.release()
+    await eventually(lambda: first.database_errors or None)
+    await first.stop()  # it cannot give its rows back: they wait for the end of its lease
+    second = senders(database_url, **settings)
+    second.start()
+    final = await all_sent(database, len(ids))
+    await second.stop()
+
+    mails = sink.message_ids()
+    assert set(mails) == {message_id(row_id) for row_id in ids}
+    assert sum(mails.values()) - len(mails) <= 3  # one repeat per connection at most, never the batch
+    assert sink.gate.held_message_id in {mid for mid, count in mails.items() if count == 2}
+    assert {row["attempts"] for row in final.values()} == {1}

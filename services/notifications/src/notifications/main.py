@@ -35,6 +35,7 @@ def background_roles(runtime: Runtime) -> list[BackgroundRole]:
             max_backoff=settings.sender_max_backoff,
             lease=settings.sender_lease,
             send_timeout=settings.smtp_timeout,
+            connections=settings.smtp_connections,
         ),
         runtime.retention_purger(outbox=False, inbox=True),
     ]

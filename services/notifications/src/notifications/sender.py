@@ -9,7 +9,8 @@ the mail server or the database is down the sender pauses with exponential backo
 Each round claims due rows under a lease, in one short transaction: `FOR UPDATE SKIP LOCKED`
 (so replicas share the work), with `next_attempt_at` pushed to the lease's end, so that other
 senders pass them by until then. No transaction stays open while mail goes out: the rows are
-sent over one SMTP connection, and each outcome is written in a transaction of its own, only
+sent over up to `connections` SMTP connections at once (a slow send holds up one connection,
+not the batch), and each outcome is written in a transaction of its own, only
 while the row still carries this lease (one that another sender took over once the lease ran
 out is left to that sender). A send starts only when it can end before the lease does (each
 is bounded by the SMTP timeout): when too little lease is left, the unsent rows' lease is
@@ -21,10 +22,10 @@ moves the mark only of rows that still carry the old one (in one transaction, wi
 locked), and the sender takes the new mark only once that transaction has committed. Should
 that commit be lost, the renewed rows wait for the new lease's end: never sent twice.
 
-Delivery is at least once, with at most one duplicate per lost database connection per
-sender, never a batch: only the email sent just before the database went away can lack its
-`sent` mark. The sender keeps that outcome and writes it once the database is back (if no other
-sender took the row meanwhile); if it dies first, that one email goes again. After a crash
+Delivery is at least once, with at most one duplicate per SMTP connection when the sender
+loses its database or dies, never a batch: only an email sent just before the database went
+away can lack its `sent` mark. The sender keeps those outcomes and writes them once the
+database is back (if no other sender took the rows meanwhile); if it dies first, they go again. After a crash
 (SIGKILL) the claimed rows not sent are due again when their lease ends: at most one lease
 (`SENDER_LEASE_SECONDS`) after the claim or the last renewal. The Message-ID, derived from the
 notification id, lets mail systems see a duplicate.
@@ -34,8 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -79,15 +81,17 @@ class _Outcome:
 
 @dataclass
 class _Held:
-    """What this sender claimed and has not settled: rows not sent yet, and an outcome not written yet.
+    """What this sender claimed and has not settled: rows not sent yet, and outcomes not written yet.
 
     Kept across rounds: when the database fails mid-batch, the next round settles it first.
+    `guard` serialises taking a row and renewing the lease between the batch's connections.
     """
 
     lease_until: datetime
     unsent: list[NotificationId]
-    unwritten: _Outcome | None = None
+    unwritten: list[tuple[_Outcome, datetime]] = field(default_factory=list)  # with the lease mark of its row
     stopped_by: str = ""  # why the batch ended before its last row, for the log
+    guard: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class EmailSender:
@@ -105,6 +109,7 @@ class EmailSender:
         max_backoff: float = 30.0,
         lease: float = 20.0,
         send_timeout: float = 10.0,
+        connections: int = 4,
     ) -> None:
         if lease <= send_timeout:
             raise ValueError(f"the lease ({lease}s) must be longer than a send may take ({send_timeout}s)")
@@ -117,6 +122,7 @@ class EmailSender:
         self._max_backoff = max_backoff
         self._lease = timedelta(seconds=lease)
         self._send_timeout = send_timeout
+        self._connections = connections
         self._held: _Held | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -168,28 +174,58 @@ class EmailSender:
         if claimed is None:
             return 0
         held, batch = claimed
-        outage: MailServerUnavailable | None = None
-        try:
-            async with self._mailer.connect() as connection:
-                for notification in batch:
-                    if self._stopping.is_set():
-                        held.stopped_by = "stopping"
-                        break
-                    if utcnow() + timedelta(seconds=self._send_timeout) >= held.lease_until:
-                        await self._renew(held)  # a send begun now might outlast the lease
-                    if notification.id not in held.unsent:
-                        continue  # its lease ran out and another sender took it over
-                    outage = await self._send(connection, notification, held)
-                    if outage is not None:
-                        held.stopped_by = "mail_server_gone"
-                        break
-        except MailServerUnavailable as error:  # only the connect raises it: nothing was sent
-            await self._record_unreachable(held, error)
-            raise
+        queue = deque(batch)
+        async with contextlib.AsyncExitStack() as connections:
+            try:
+                first = await connections.enter_async_context(self._mailer.connect())
+            except MailServerUnavailable as error:  # nothing was sent
+                await self._record_unreachable(held, error)
+                raise
+            more = await asyncio.gather(
+                *(
+                    connections.enter_async_context(self._mailer.connect())
+                    for _ in range(min(self._connections, len(batch)) - 1)
+                ),
+                return_exceptions=True,  # a connection refused here leaves the batch to the others
+            )
+            opened = [first, *(c for c in more if not isinstance(c, BaseException))]
+            ended = await asyncio.gather(*(self._send_over(c, queue, held) for c in opened), return_exceptions=True)
         await self._settle()  # releases what is left unsent
-        if outage is not None:
-            raise outage
+        failures = [error for error in ended if isinstance(error, BaseException)]
+        # The database's error first: it is what the next round must settle.
+        failures.sort(key=lambda error: isinstance(error, MailServerUnavailable))
+        if failures:
+            raise failures[0]
         return len(batch)
+
+    async def _send_over(self, connection: MailConnection, queue: deque[Notification], held: _Held) -> None:
+        """Send the batch's next rows over one connection until none is left, or the batch must stop."""
+        try:
+            while (taken := await self._take(queue, held)) is not None:
+                notification, mark = taken
+                outage = await self._send(connection, notification, mark, held)
+                if outage is not None:
+                    held.stopped_by = held.stopped_by or "mail_server_gone"
+                    raise outage
+        except BaseException:
+            held.stopped_by = held.stopped_by or "failed"  # the other connections take no more rows
+            raise
+
+    async def _take(self, queue: deque[Notification], held: _Held) -> tuple[Notification, datetime] | None:
+        """The next row to send, with the lease mark it carries; None when the batch is done or must stop."""
+        async with held.guard:
+            while queue:
+                if self._stopping.is_set():
+                    held.stopped_by = held.stopped_by or "stopping"
+                if held.stopped_by:
+                    return None
+                if utcnow() + timedelta(seconds=self._send_timeout) >= held.lease_until:
+                    await self._renew(held)  # a send begun now might outlast the lease
+                notification = queue.popleft()
+                if notification.id in held.unsent:  # else settled meanwhile, or taken over by another sender
+                    held.unsent.remove(notification.id)  # from here on it may have gone out: never released
+                    return notification, held.lease_until
+            return None
 
     async def _claim(self) -> tuple[_Held, Sequence[Notification]] | None:
         """Lease up to a batch of due rows in one short transaction (None when none is due).
@@ -229,14 +265,14 @@ class EmailSender:
         log.debug("email_lease_renewed", renewed=len(renewed), dropped=dropped, lease_until=lease_until.isoformat())
 
     async def _send(
-        self, connection: MailConnection, notification: Notification, held: _Held
+        self, connection: MailConnection, notification: Notification, mark: datetime, held: _Held
     ) -> MailServerUnavailable | None:
         """Send one email and write its outcome; an error when the connection can serve no more."""
-        held.unsent.remove(notification.id)  # from here on it may have gone out: never released
         outcome, broken = await self._deliver(connection, notification)
-        held.unwritten = outcome
-        await self._write(outcome, held.lease_until)
-        held.unwritten = None
+        unwritten = (outcome, mark)
+        held.unwritten.append(unwritten)
+        await self._write(outcome, mark)
+        held.unwritten.remove(unwritten)
         return broken
 
     async def _deliver(
@@ -314,9 +350,10 @@ class EmailSender:
         held = self._held
         if held is None:
             return
-        if held.unwritten is not None:
-            await self._write(held.unwritten, held.lease_until)
-            held.unwritten = None
+        while held.unwritten:
+            outcome, mark = held.unwritten[0]
+            await self._write(outcome, mark)
+            held.unwritten.pop(0)
         if held.unsent:
             async with self._uow_factory() as uow:
                 now = utcnow()
@@ -343,7 +380,7 @@ class EmailSender:
             log.warning(
                 "email_sender_left_leased",
                 unsent=len(self._held.unsent) if self._held else 0,
-                unwritten=bool(self._held and self._held.unwritten),
+                unwritten=len(self._held.unwritten) if self._held else 0,
                 error=str(error),
                 error_type=type(error).__name__,
             )

@@ -22,6 +22,15 @@ class NotificationsSettings(ServiceSettings):
     smtp_timeout: float = Field(
         default=10.0, gt=0, description="Seconds for each SMTP connect and command, and for each whole send."
     )
+    smtp_connections: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "SMTP connections a sender sends over at once. A sender that dies or loses its database can "
+            "send this many mails twice (those in flight), never more."
+        ),
+    )
     mail_from: str = "fastmicro <no-reply@fastmicro.local>"
 
     #: Seconds before each retry of a failed send: len(send_retry_delays) + 1 attempts in all.
