@@ -113,7 +113,12 @@ async def test_list_refuses_out_of_range_paging(
 
 @contextmanager
 def recorded_statements(app: FastAPI) -> Iterator[list[str]]:
-    """The SQL statements the app's engine runs inside the block, but the outbox relay's and the consumer's."""
+    """The SQL statements the app's engine runs inside the block, but the outbox relay's and the consumer's.
+
+    Both kinds: those of the ORM and Core (SQLAlchemy's events), and those sent on a pooled
+    connection as asyncpg's own (its query logger; the driver runs the ORM's prepared statements
+    without logging them, so nothing is counted twice). Transaction control is left out.
+    """
     statements: list[str] = []
     engine = app.state.runtime.engine.sync_engine
 
@@ -121,11 +126,25 @@ def recorded_statements(app: FastAPI) -> Iterator[list[str]]:
         if "outbox" not in statement and "inbox" not in statement:
             statements.append(statement)
 
+    def record_driver_query(query: Any) -> None:
+        if query.query.rstrip(";").upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            record(None, None, query.query)
+
+    def attach(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(record_driver_query)
+
+    def detach(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection.remove_query_logger(record_driver_query)
+
     event.listen(engine, "before_cursor_execute", record)
+    event.listen(engine.pool, "checkout", attach)
+    event.listen(engine.pool, "checkin", detach)
     try:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        event.remove(engine.pool, "checkout", attach)
+        event.remove(engine.pool, "checkin", detach)
 
 
 async def test_a_page_of_orders_costs_a_bounded_number_of_statements(

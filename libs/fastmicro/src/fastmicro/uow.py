@@ -14,7 +14,7 @@ from fastmicro.outbox import outbox_rows, outbox_table
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 class UnitOfWork:
@@ -33,6 +33,8 @@ class UnitOfWork:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
         self._pending: list[Envelope] = []
+        #: What a service's read queries run on, outside any session (`fastmicro.db.read_connection`).
+        self.engine: AsyncEngine = session_factory.kw["bind"]
 
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()

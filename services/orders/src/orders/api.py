@@ -37,7 +37,7 @@ async def list_orders(
 
 @router.get("/orders/{order_id}", responses=problems(401, 404, 422))
 async def get_order(order_id: UUID, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
-    return OrderOut.model_validate(await service.get(actor, order_id))
+    return await service.get(actor, order_id)
 
 
 @router.post("/orders/{order_id}/cancel", responses=problems(401, 404, 409, 422))

@@ -11,7 +11,7 @@ from orders.models import Order, OrderId
 
 if TYPE_CHECKING:
     from fastmicro.security import Principal
-    from orders.schemas import OrderCreate
+    from orders.schemas import OrderCreate, OrderOut
     from orders.uow import OrdersUnitOfWork
 
 
@@ -41,9 +41,12 @@ class OrderService:
             await uow.commit()
         return order
 
-    async def get(self, actor: Principal, order_id: OrderId) -> Order:
-        async with self._uow as uow:
-            return await _owned(uow, actor, order_id)
+    async def get(self, actor: Principal, order_id: OrderId) -> OrderOut:
+        """The actor's order as the API shows it; someone else's is as absent as one that never existed."""
+        order = await self._uow.queries.owned(order_id, actor.user_id)
+        if order is None:
+            raise OrderNotFound()
+        return order
 
     async def list(self, actor: Principal, *, limit: int, offset: int) -> tuple[Sequence[Order], int]:
         async with self._uow as uow:

@@ -29,12 +29,12 @@ async def issue_token(form: Annotated[OAuth2PasswordRequestForm, Depends()], ser
 
 @router.get("/users/me", responses=problems(401))
 async def me(actor: CurrentUser, service: UserServiceDep) -> UserOut:
-    return UserOut.model_validate(await service.me(actor))
+    return await service.me(actor)
 
 
 @router.get("/users/{user_id}", responses=problems(401, 403, 422))
 async def get_user(user_id: UUID, actor: CurrentUser, service: UserServiceDep) -> UserOut:
-    return UserOut.model_validate(await service.get(actor, user_id))
+    return await service.get(actor, user_id)
 
 
 @router.patch("/users/{user_id}", responses=problems(401, 403, 422))

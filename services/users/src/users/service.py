@@ -14,7 +14,7 @@ from users.errors import EmailTaken, InvalidCredentials
 from users.models import User, UserId
 
 if TYPE_CHECKING:
-    from users.schemas import UserCreate, UserUpdate
+    from users.schemas import UserCreate, UserOut, UserUpdate
     from users.uow import UsersUnitOfWork
 
 
@@ -49,11 +49,14 @@ class UserService:
             await self._rehash(user.id, password)
         return self._tokens.issue(user.id)
 
-    async def me(self, actor: Principal) -> User:
-        async with self._uow as uow:
-            return await self._actor(uow, actor)
+    async def me(self, actor: Principal) -> UserOut:
+        """The token's owner as the API shows them; a token outlives its account only until the account is deleted."""
+        user = await self._uow.queries.profile(actor.user_id)
+        if user is None:
+            raise InvalidToken()
+        return user
 
-    async def get(self, actor: Principal, user_id: UserId) -> User:
+    async def get(self, actor: Principal, user_id: UserId) -> UserOut:
         _require_self(actor, user_id)
         return await self.me(actor)
 

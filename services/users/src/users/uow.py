@@ -1,13 +1,23 @@
 from __future__ import annotations
 
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from fastmicro.uow import UnitOfWork
+from users.queries import UserQueries
 from users.repository import UserRepository
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
 class UsersUnitOfWork(UnitOfWork):
+    """The users' repository in one transaction; `queries` reads outside any (no `async with` needed)."""
+
     users: UserRepository
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__(session_factory)
+        self.queries = UserQueries(self.engine)
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
