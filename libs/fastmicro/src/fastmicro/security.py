@@ -104,22 +104,24 @@ class TokenCodec:
             raise InvalidToken() from error
 
 
-# auto_error=False: a missing token is our 401 problem, not FastAPI's plain one.
-_bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+class BearerPrincipal(OAuth2PasswordBearer):
+    """The request's bearer token, verified: one dependency, which OpenAPI shows as the OAuth2 password flow.
+
+    auto_error=False: a missing token is our 401 problem, not FastAPI's plain one. The codec is the
+    app's (`app.state.token_codec`, set at startup), so verifying costs no further dependency.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(tokenUrl="/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False)
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        token = await super().__call__(request)
+        if not token:
+            raise AuthenticationError("Bearer token required", code="not_authenticated")
+        codec: TokenCodec = request.app.state.token_codec
+        return codec.verify(token)
 
 
-async def get_token_codec(request: Request) -> TokenCodec:
-    codec: TokenCodec = request.app.state.token_codec
-    return codec
-
-
-async def current_principal(
-    token: Annotated[str | None, Depends(_bearer)],
-    codec: Annotated[TokenCodec, Depends(get_token_codec)],
-) -> Principal:
-    if not token:
-        raise AuthenticationError("Bearer token required", code="not_authenticated")
-    return codec.verify(token)
-
+current_principal = BearerPrincipal()
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

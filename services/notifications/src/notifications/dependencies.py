@@ -11,15 +11,8 @@ from notifications.service import NotificationService
 from notifications.uow import NotificationsUnitOfWork
 
 
-async def get_uow(runtime: RuntimeDep) -> NotificationsUnitOfWork:
-    return NotificationsUnitOfWork(runtime.session_factory)
-
-
-UoWDep = Annotated[NotificationsUnitOfWork, Depends(get_uow)]
-
-
-async def get_notification_service(uow: UoWDep) -> NotificationService:
-    return NotificationService(uow)
+async def get_notification_service(runtime: RuntimeDep) -> NotificationService:
+    return NotificationService(NotificationsUnitOfWork(runtime.session_factory))
 
 
 NotificationServiceDep = Annotated[NotificationService, Depends(get_notification_service)]

@@ -11,15 +11,8 @@ from orders.service import OrderService
 from orders.uow import OrdersUnitOfWork
 
 
-async def get_uow(runtime: RuntimeDep) -> OrdersUnitOfWork:
-    return OrdersUnitOfWork(runtime.session_factory)
-
-
-UoWDep = Annotated[OrdersUnitOfWork, Depends(get_uow)]
-
-
-async def get_order_service(uow: UoWDep) -> OrderService:
-    return OrderService(uow)
+async def get_order_service(runtime: RuntimeDep) -> OrderService:
+    return OrderService(OrdersUnitOfWork(runtime.session_factory))
 
 
 OrderServiceDep = Annotated[OrderService, Depends(get_order_service)]

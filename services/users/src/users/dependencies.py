@@ -12,16 +12,9 @@ from users.service import UserService
 from users.uow import UsersUnitOfWork
 
 
-async def get_uow(runtime: RuntimeDep) -> UsersUnitOfWork:
-    return UsersUnitOfWork(runtime.session_factory)
-
-
-UoWDep = Annotated[UsersUnitOfWork, Depends(get_uow)]
-
-
-async def get_user_service(request: Request, uow: UoWDep, runtime: RuntimeDep) -> UserService:
+async def get_user_service(request: Request, runtime: RuntimeDep) -> UserService:
     hasher: PasswordHasher = request.app.state.password_hasher
-    return UserService(uow, hasher, runtime.tokens)
+    return UserService(UsersUnitOfWork(runtime.session_factory), hasher, runtime.tokens)
 
 
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
