@@ -31,7 +31,7 @@ import aio_pika
 import pydantic
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
-from sqlalchemy import DateTime, String
+from sqlalchemy import DateTime, String, bindparam
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
@@ -89,6 +89,14 @@ class InboxMessage(Base):
 
 
 inbox_table = InboxMessage.metadata.tables["inbox"]
+
+# Built once: each message only binds its values (and SQLAlchemy's compiled cache does the rest).
+_CLAIM_INBOX = (
+    insert(inbox_table)
+    .values(message_id=bindparam("message_id"), handler=bindparam("handler"), processed_at=bindparam("processed_at"))
+    .on_conflict_do_nothing()
+    .returning(inbox_table.c.message_id)
+)
 
 
 def create_inbox(bind: Connection) -> None:
@@ -266,10 +274,7 @@ class EventConsumer(Generic[UowT]):
         """Run the handler once per (message, handler). False when the inbox says it already ran."""
         async with self._uow_factory() as uow:
             claimed = await uow.session.scalar(
-                insert(inbox_table)
-                .values(message_id=envelope.id, handler=subscription.name, processed_at=utcnow())
-                .on_conflict_do_nothing()
-                .returning(inbox_table.c.message_id)
+                _CLAIM_INBOX, {"message_id": envelope.id, "handler": subscription.name, "processed_at": utcnow()}
             )
             if claimed is None:
                 return False
