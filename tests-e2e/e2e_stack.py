@@ -52,12 +52,28 @@ class Stack:
 
 
 def free_port_offset() -> int:
-    """An offset at which the three service ports and nothing else are free."""
+    """An offset at which the three service ports and nothing else are free.
+
+    The ports are found free seconds before the services bind them (after the migrations), so they
+    are kept below the kernel's ephemeral range where they can be: a port in that range may meanwhile
+    become the local port of any outgoing connection on the machine, and the service's bind then fails.
+    """
+    lowest, highest = 10000, _first_ephemeral_port() - max(SERVICES.values())
+    if highest - lowest < 1000:  # an ephemeral range that starts low: anywhere, as before
+        lowest, highest = 20000, 40000
     for _ in range(50):
-        offset = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+        offset = lowest + int.from_bytes(os.urandom(2), "big") % (highest - lowest)
         if all(_free(port + offset) for port in SERVICES.values()):
             return offset
     raise RuntimeError("no free ports for the stack")
+
+
+def _first_ephemeral_port() -> int:
+    """Where the kernel starts handing out local ports to outgoing connections (Linux; else its default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _free(port: int) -> bool:

@@ -249,7 +249,9 @@ async def test_a_stopped_consumer_finishes_what_it_holds_and_loses_nothing(
     async with running(first):
         for thing in things:
             await publish_event(test_broker, ThingHappened(thing_id=thing, mode="slow"))
-        await asyncio.sleep(0.5)  # prefetch 4: four handlers are mid-way
+        async with asyncio.timeout(10):  # prefetch 4: four handlers are mid-way (each sleeps 1.5 s)
+            while len(first._in_flight) < 4:
+                await asyncio.sleep(0.01)
     # Stopped: those in hand finished; the rest went back to the queue unacked.
     done_by_first = [thing for thing in things if await effects_of(engine, thing)]
     assert len(done_by_first) >= 1
