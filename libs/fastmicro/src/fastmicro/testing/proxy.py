@@ -11,8 +11,12 @@ from urllib.parse import urlsplit, urlunsplit
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target.
 
-    `cut()` drops live connections and refuses new ones; `slow_down(seconds)` holds every chunk
+    `cut()` drops live connections and resets new ones; `slow_down(seconds)` holds every chunk
     in either direction that long (a congested or distant server); `restore()` undoes both.
+    The proxy keeps listening through a cut: a connection being accepted just as the cut lands is
+    reset like any other (closing the listener instead would let it slip through, or leak it), and
+    the port stays the proxy's for the restore. Clients see a reset where they would have seen a
+    refusal: both are connection errors to them.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -21,16 +25,14 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
+        self._refusing = False
         self.connections_made = 0
         self.latency = 0.0
 
     async def start(self) -> TcpProxy:
-        await self._listen()
-        return self
-
-    async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        return self
 
     def url_for(self, url: str) -> str:
         """`url` with its host and port replaced by this proxy's."""
@@ -41,14 +43,11 @@ class TcpProxy:
 
     @property
     def is_cut(self) -> bool:
-        return self._server is None
+        return self._refusing
 
     async def cut(self) -> None:
-        """Stop listening (new connections are refused) and reset every live connection."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Reset every live connection, and every new one until `restore()`."""
+        self._refusing = True
         for link in list(self._links):
             link.cancel()
         await asyncio.gather(*self._links, return_exceptions=True)
@@ -59,13 +58,19 @@ class TcpProxy:
 
     async def restore(self) -> None:
         self.latency = 0.0
-        if self._server is None:
-            await self._listen()  # same port: clients reconnect to the address they know
+        self._refusing = False
 
     async def close(self) -> None:
         await self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self._refusing:  # checked and registered below with no await between: a cut cannot miss it
+            _abort(client_writer)
+            return
         task = cast("asyncio.Task[None]", asyncio.current_task())
         self._links.add(task)
         self.connections_made += 1
