@@ -111,11 +111,16 @@ async def test_register_order_cancel_delete(stack: Stack) -> None:
         message_ids = Counter(str(m["Message-ID"]) for m in stack.mailbox.to(email))
         assert all(count == 1 for count in message_ids.values()), message_ids
         assert len(message_ids) == sum(1 for n in final if n["status"] == "sent")
-        assert Counter(n["kind"] for n in final if n["status"] == "sent") == Counter(
-            {"welcome": 1, "order_placed": 2, "order_cancelled": 1}
-        )
+        assert_sent_kinds(Counter(n["kind"] for n in final if n["status"] == "sent"))
     total = time.monotonic() - started
     print(f"\ne2e journey: {total:.1f} s; order placed -> notification sent: {order_latency * 1000:.0f} ms")
+
+
+def assert_sent_kinds(sent: Counter[str]) -> None:
+    """The order cancelled because its user was deleted is mailed only if notifications handled that
+    OrderCancelled (via orders) before the UserDeleted (straight from users): either order may happen."""
+    assert sent.pop("order_cancelled") in {1, 2}
+    assert sent == Counter({"welcome": 1, "order_placed": 2})
 
 
 async def _as_async(value: Any) -> Any:

@@ -23,6 +23,10 @@ import pytest
 
 from .stack import ROOT, SERVICES, app_paths, cli_commands
 
+# The fixture installs the image's environment three times (`uv sync`): on a cold cache or a busy machine that
+# alone can pass pytest-timeout's default 120 s, which counts it against the first test.
+pytestmark = pytest.mark.timeout(600)
+
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DEV_TOOLS = ("pytest", "mypy", "ruff", "testcontainers", "check_jsonschema", "kubernetes_validate", "aiosmtpd")
 
