@@ -7,7 +7,7 @@ RUN = $(UV) run --frozen
 COMPOSE ?= docker compose
 REPEAT ?= 1
 
-.PHONY: help install servers dev test e2e faults lint lint-infra fmt migrate up down logs ps
+.PHONY: help install servers dev test e2e faults bench lint lint-infra fmt migrate up down logs ps
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,10 +27,13 @@ migrate: install servers  ## create the service databases if missing and apply t
 test: install servers  ## every test (unit, integration, end-to-end) against real PostgreSQL and RabbitMQ
 	$(RUN) pytest
 
+bench: install servers  ## every hot path against its raw twin, results in bench/ (SMOKE=1: every path once, in seconds)
+	$(RUN) python -m bench $(if $(SMOKE),--smoke) $(ARGS)
+
 lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, and lint-infra
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs services tools tests-e2e deploy
+	$(RUN) mypy libs services tools tests-e2e deploy bench
 	$(RUN) mypy tests-faults  # alone: its conftest.py and tests-e2e's are both top-level `conftest`
 	$(UV) lock --check
 
