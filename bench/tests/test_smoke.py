@@ -36,13 +36,30 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+OFFSETS = (1, 2, 3, 25, 1001, 1002)
+
+
 def free_base_port() -> int:
-    """A base at which every port the bench takes (+1..3, +25, +1001..1002) is free."""
+    """A base at which every port the bench takes (+1..3, +25, +1001..1002) is free.
+
+    Below the kernel's ephemeral range where it can be: a port in that range may become the local
+    port of any outgoing connection between this check and the bench's bind (as in tests-e2e).
+    """
+    lowest, highest = 10000, _first_ephemeral_port() - max(OFFSETS) - 1
+    if highest - lowest < 1000:
+        lowest, highest = 20000, 40000
     for _ in range(50):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
-        if all(_free(base + offset) for offset in (1, 2, 3, 25, 1001, 1002)):
+        base = lowest + int.from_bytes(os.urandom(2), "big") % (highest - lowest)
+        if all(_free(base + offset) for offset in OFFSETS):
             return base
     raise RuntimeError("no free ports for the bench")
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _free(port: int) -> bool:
