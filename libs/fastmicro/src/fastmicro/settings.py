@@ -30,8 +30,16 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=1, le=65535)
 
     database_url: str
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=5, ge=0)
+    db_pool_size: int = Field(default=15, ge=1, description="Connections each process keeps open, once opened.")
+    db_max_overflow: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Connections opened past the pool in a burst and closed as soon as they are returned. Under"
+            " steady load above the pool each one is a new connection (and PostgreSQL backend) every time:"
+            " size the pool instead."
+        ),
+    )
     db_pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a pooled connection.")
     db_connect_timeout: float = Field(default=3.0, gt=0)
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
