@@ -249,17 +249,11 @@ class EmailSender:
     async def _renew(self, held: _Held) -> None:
         """Extend the lease of the rows not sent yet; drop those that no longer carry it (taken over)."""
         async with self._uow_factory() as uow:
-            now = utcnow()
-            lease_until = now + self._lease
-            renewed = [
-                notification
-                for notification in await uow.notifications.lock_all(held.unsent)
-                if notification.holds_lease(held.lease_until)
-            ]
+            lease_until = utcnow() + self._lease
+            renewed = await _lock_held(uow, held)
             for notification in renewed:
                 notification.lease(lease_until)
             await uow.commit()
-        # Dropped: settled meanwhile (an erased contact), or taken over after the old lease ran out.
         dropped = len(held.unsent) - len(renewed)
         held.lease_until, held.unsent = lease_until, [notification.id for notification in renewed]
         log.debug("email_lease_renewed", renewed=len(renewed), dropped=dropped, lease_until=lease_until.isoformat())
@@ -332,11 +326,7 @@ class EmailSender:
         """A failed attempt for each claimed row, in one transaction: the server could not be reached."""
         description = f"mail server unavailable: {error}"
         async with self._uow_factory() as uow:
-            failed = [
-                notification
-                for notification in await uow.notifications.lock_all(held.unsent)
-                if notification.holds_lease(held.lease_until)
-            ]
+            failed = await _lock_held(uow, held)
             now = utcnow()
             for notification in failed:
                 notification.mark_failed_attempt(description, now, self._retry_delays)
@@ -346,7 +336,7 @@ class EmailSender:
             self._log_failed(notification, description)
 
     async def _settle(self) -> None:
-        """Write the outcome a lost database kept from its row, then release the unsent rows: due at once."""
+        """Write the outcomes a lost database kept from their rows, then release the unsent rows: due at once."""
         held = self._held
         if held is None:
             return
@@ -357,11 +347,7 @@ class EmailSender:
         if held.unsent:
             async with self._uow_factory() as uow:
                 now = utcnow()
-                released = [
-                    notification
-                    for notification in await uow.notifications.lock_all(held.unsent)
-                    if notification.holds_lease(held.lease_until)
-                ]
+                released = await _lock_held(uow, held)
                 for notification in released:
                     notification.release(now)
                 if released:
@@ -413,3 +399,12 @@ class EmailSender:
         """A pause that only `stop()` ends: a NOTIFY does not cut a backoff short."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+async def _lock_held(uow: NotificationsUnitOfWork, held: _Held) -> list[Notification]:
+    """The rows `held` has not sent that still carry its lease, locked until the transaction ends.
+
+    A row missing from the answer was settled meanwhile (an erased contact) or taken over by
+    another sender once the lease ran out: it is no longer this sender's to renew, fail or release.
+    """
+    return [row for row in await uow.notifications.lock_all(held.unsent) if row.holds_lease(held.lease_until)]
