@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -19,6 +18,7 @@ import httpx
 from fastmicro.messaging import Broker, Topology
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing.plugin import delete_topology
+from fastmicro.testing.ports import free_port_base
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"users": 8001, "orders": 8002, "notifications": 8003}
@@ -52,37 +52,8 @@ class Stack:
 
 
 def free_port_offset() -> int:
-    """An offset at which the three service ports and nothing else are free.
-
-    The ports are found free seconds before the services bind them (after the migrations), so they
-    are kept below the kernel's ephemeral range where they can be: a port in that range may meanwhile
-    become the local port of any outgoing connection on the machine, and the service's bind then fails.
-    """
-    lowest, highest = 10000, _first_ephemeral_port() - max(SERVICES.values())
-    if highest - lowest < 1000:  # an ephemeral range that starts low: anywhere, as before
-        lowest, highest = 20000, 40000
-    for _ in range(50):
-        offset = lowest + int.from_bytes(os.urandom(2), "big") % (highest - lowest)
-        if all(_free(port + offset) for port in SERVICES.values()):
-            return offset
-    raise RuntimeError("no free ports for the stack")
-
-
-def _first_ephemeral_port() -> int:
-    """Where the kernel starts handing out local ports to outgoing connections (Linux; else its default)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """An offset at which the three service ports and nothing else are free."""
+    return free_port_base(SERVICES.values())
 
 
 def free_port() -> int:

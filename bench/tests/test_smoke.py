@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -21,6 +20,7 @@ import pytest
 
 from bench.results import NAMES
 from bench.wrk import INSTALL_HINT
+from fastmicro.testing.ports import free_port_base
 from fastmicro.testing.servers import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, answers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,40 +36,8 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: The ports the bench takes, from its --base-port: the services, the SMTP sink, the raw twins.
 OFFSETS = (1, 2, 3, 25, 1001, 1002)
-
-
-def free_base_port() -> int:
-    """A base at which every port the bench takes (+1..3, +25, +1001..1002) is free.
-
-    Below the kernel's ephemeral range where it can be: a port in that range may become the local
-    port of any outgoing connection between this check and the bench's bind (as in tests-e2e).
-    """
-    lowest, highest = 10000, _first_ephemeral_port() - max(OFFSETS) - 1
-    if highest - lowest < 1000:
-        lowest, highest = 20000, 40000
-    for _ in range(50):
-        base = lowest + int.from_bytes(os.urandom(2), "big") % (highest - lowest)
-        if all(_free(base + offset) for offset in OFFSETS):
-            return base
-    raise RuntimeError("no free ports for the bench")
-
-
-def _first_ephemeral_port() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no obstacle
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class Smoke:
@@ -97,7 +65,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
         sys.executable, "-m", "bench", "--smoke",
         "--postgres", database_url, "--amqp-url", amqp_url,
         "--db-prefix", f"bench_test_{tag}_", "--amqp-namespace", f"bench-test-{tag}.",
-        "--base-port", str(free_base_port()),
+        "--base-port", str(free_port_base(OFFSETS)),
         "--results-dir", str(folder), "--work-dir", str(folder / "work"),
         "--drop-databases",
     ]  # fmt: skip
