@@ -27,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bench.raw.envelopes import order_placed
+
 CURRENCY = re.compile(r"[A-Z]{3}")
 MAX_ITEMS = 100
 
@@ -148,24 +150,14 @@ class Handlers:
         totals = [quantity * price for _, quantity, price in lines]
         total = sum(totals)
         request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        event_id = uuid.uuid4()
-        occurred_at = datetime.now(UTC)
-        envelope = {
-            "id": str(event_id),
-            "type": "OrderPlaced",
-            "version": 1,
-            "source": "orders",
-            "occurred_at": occurred_at,
-            "correlation_id": request_id,
-            "causation_id": None,
-            "data": {
-                "order_id": str(order_id),
-                "user_id": str(user_id),
-                "items": [{"sku": sku, "quantity": quantity, "unit_price": price} for sku, quantity, price in lines],
-                "total": total,
-                "currency": currency,
-            },
-        }
+        envelope = order_placed(
+            order_id=order_id,
+            user_id=user_id,
+            items=[{"sku": sku, "quantity": quantity, "unit_price": price} for sku, quantity, price in lines],
+            total=total,
+            currency=currency,
+            correlation_id=request_id,
+        )
         async with self.pool.acquire() as connection, connection.transaction():
             if await connection.fetchval("SELECT lock_user_for_placing($1)", user_id):
                 return problem(403, "Forbidden", "The account is deleted", "account_deleted")
@@ -181,7 +173,11 @@ class Handlers:
                 totals,
             )
             await connection.execute(
-                INSERT_OUTBOX, event_id, "orders.OrderPlaced", dumps(envelope).decode(), occurred_at
+                INSERT_OUTBOX,
+                uuid.UUID(envelope["id"]),
+                "orders.OrderPlaced",
+                dumps(envelope).decode(),
+                envelope["occurred_at"],
             )
         items = [
             {"sku": sku, "quantity": quantity, "unit_price": price, "line_total": line_total}

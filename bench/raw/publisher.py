@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 import aio_pika
 import orjson
 import uvloop
 
+from bench.raw.envelopes import order_placed
 from bench.raw.job import say, started_event, stop_event
 
 ITEMS = [
@@ -25,31 +25,22 @@ ITEMS = [
 
 
 def message() -> aio_pika.Message:
-    event_id, occurred_at = uuid.uuid4(), datetime.now(UTC)
-    envelope = {
-        "id": str(event_id),
-        "type": "OrderPlaced",
-        "version": 1,
-        "source": "orders",
-        "occurred_at": occurred_at,
-        "correlation_id": str(uuid.uuid4()),
-        "causation_id": None,
-        "data": {
-            "order_id": str(uuid.uuid4()),
-            "user_id": str(uuid.uuid4()),
-            "items": ITEMS,
-            "total": 2999,
-            "currency": "EUR",
-        },
-    }
+    envelope = order_placed(
+        order_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        items=ITEMS,
+        total=2999,
+        currency="EUR",
+        correlation_id=str(uuid.uuid4()),
+    )
     return aio_pika.Message(
         orjson.dumps(envelope, option=orjson.OPT_UTC_Z),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=str(event_id),
+        message_id=envelope["id"],
         type="OrderPlaced",
-        correlation_id=envelope["correlation_id"],  # type: ignore[arg-type]
-        timestamp=occurred_at,
+        correlation_id=envelope["correlation_id"],
+        timestamp=envelope["occurred_at"],
     )
 
 
