@@ -197,9 +197,9 @@ def test_levels_and_format_follow_each_configuration_even_for_cached_loggers(
         ("shown", "info", "fastmicro.test-levels"),
         ("now_shown", "debug", "fastmicro.test-levels"),
     ]
-    assert [line for line in lines if not line.startswith("{")] == [
-        line for line in lines if "console_line" in line and "warning" in line
-    ]
+    [console] = [line for line in lines if not line.startswith("{")]  # hidden_again was dropped
+    assert "console_line" in console
+    assert "warning" in console
 
 
 def test_standard_library_records_come_out_as_the_same_json_lines(
