@@ -1,6 +1,6 @@
 """Starting what a path needs: databases, topology, the SMTP sink, the services, their raw twins, workers.
 
-Services run as `python -m <svc> serve` with the settings of deploy/k8s/base/kustomization.yaml
+Services run as `python -m <svc> serve` (and `worker`) with the settings of deploy/k8s/base/kustomization.yaml
 (read from the file), except ENVIRONMENT=development (so the development JWT secret is
 accepted) and HTTP_HOST=127.0.0.1; their output goes to `<work_dir>/logs/<name>.log`.
 """

@@ -1,8 +1,9 @@
 """`make dev`: the whole stack as local processes, no Docker.
 
 Creates each service's database if missing, applies its migrations, declares the broker
-topology, starts a local SMTP sink that logs what it receives, then runs every service (API,
-outbox relay and consumers in one process each) with its output prefixed by its name.
+topology, starts a local SMTP sink that logs what it receives, then runs every service as two
+processes, its API (`serve`) and its background roles (`worker`: outbox relay, consumers, email
+sender), with their output prefixed by the service's name.
 One Ctrl-C (SIGINT) or SIGTERM stops them all, each given time to finish what it holds.
 """
 
@@ -33,6 +34,7 @@ class Service:
 
 SERVICES = (Service("users", 8001), Service("orders", 8002), Service("notifications", 8003))
 COLOURS = {"users": "\033[36m", "orders": "\033[35m", "notifications": "\033[33m", "smtp": "\033[32m"}
+COLOURS.update({f"{name}-w": colour for name, colour in COLOURS.items()})
 RESET = "\033[0m"
 WIDTH = max(len(name) for name in COLOURS)
 
@@ -129,20 +131,25 @@ async def serve(args: argparse.Namespace) -> int:
 
     processes: list[asyncio.subprocess.Process] = []
     pipes: list[asyncio.Task[None]] = []
+    names: list[str] = []
     for service in SERVICES:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            service.name,
-            "serve",
-            env=service_env(args, service),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # a terminal's Ctrl-C reaches them once, through us
-        )
-        if process.stdout is not None:
-            pipes.append(asyncio.create_task(pipe(process.stdout, service.name)))
-        processes.append(process)
+        # The API and the background roles in processes of their own, as deployed: under load the
+        # API's event loop would delay the relay, the consumers and the sender.
+        for command, source in (("serve", service.name), ("worker", f"{service.name}-w")):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                service.name,
+                command,
+                env={**service_env(args, service), "SERVE_ROLES": "false"},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # a terminal's Ctrl-C reaches them once, through us
+            )
+            if process.stdout is not None:
+                pipes.append(asyncio.create_task(pipe(process.stdout, source)))
+            processes.append(process)
+            names.append(source)
         say("devstack", f"{service.name} on http://127.0.0.1:{service.port + args.port_offset}/docs")
 
     exits = [asyncio.create_task(process.wait()) for process in processes]
@@ -159,7 +166,7 @@ async def serve(args: argparse.Namespace) -> int:
             process.kill()
     await asyncio.gather(*exits, *pipes, return_exceptions=True)
     stopping.cancel()
-    crashed = [s.name for s, p in zip(SERVICES, processes, strict=True) if p.returncode not in (0, -signal.SIGTERM)]
+    crashed = [name for name, p in zip(names, processes, strict=True) if p.returncode not in (0, -signal.SIGTERM)]
     if crashed and not stop.is_set():
         say("devstack", f"{', '.join(crashed)} exited unexpectedly")
         return 1

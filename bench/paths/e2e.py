@@ -118,7 +118,7 @@ class EndToEnd:
         self._clean = False  # the last run left no backlog and no mail behind
 
     async def start(self, *, workers: int) -> list[Process]:
-        """Users, orders and notifications `serve`, each with `workers` worker processes, warmed up.
+        """Users, orders and notifications as deployed: `serve` with `workers` processes beside a `worker`, warmed up.
 
         The stack of the previous run is kept when it has as many workers and left nothing
         behind; otherwise it is stopped, what it left undone is dropped, and a fresh one starts.
@@ -127,9 +127,11 @@ class EndToEnd:
             return self._running
         await self.close()
         await reset(self.setup)
+        services = ("users", "orders", "notifications")
         self._running = list(
             await asyncio.gather(
-                *(self.stack.serve(service, workers=workers) for service in ("users", "orders", "notifications"))
+                *(self.stack.serve(service, workers=workers) for service in services),
+                *(self.stack.worker(service) for service in services),
             )
         )
         self._workers = workers

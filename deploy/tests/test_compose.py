@@ -48,15 +48,16 @@ def set_environment(monkeypatch: pytest.MonkeyPatch, service: str, environment: 
         monkeypatch.setenv(name, value)
 
 
-def test_the_stack_has_its_infrastructure_a_migrate_step_and_a_container_per_service(compose: Document) -> None:
-    expected = {"postgres", "rabbitmq", "mailpit"} | set(SERVICES) | {f"{s}-migrate" for s in SERVICES}
+def test_the_stack_has_its_infrastructure_a_migrate_step_an_api_and_a_worker_per_service(compose: Document) -> None:
+    parts = {f"{s}-{part}" for s in SERVICES for part in ("migrate", "worker")}
+    expected = {"postgres", "rabbitmq", "mailpit"} | set(SERVICES) | parts
 
     assert set(services_of(compose)) == expected
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_variable_set_is_a_setting_and_every_required_one_is_set(compose: Document, service: str) -> None:
-    for name in (service, f"{service}-migrate"):
+    for name in (service, f"{service}-migrate", f"{service}-worker"):
         environment = set(services_of(compose)[name]["environment"])
 
         assert environment <= env_names(service), f"{name} sets variables its settings ignore"
@@ -131,6 +132,19 @@ def test_commands_exist_in_the_services_cli(compose: Document, service: str) -> 
     assert migrate["entrypoint"] == ["/bin/sh", "-c"]
     assert steps == [(service, "migrate"), (service, "topology")]
     assert {"serve", "migrate", "topology"} <= cli_commands(service)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_api_leaves_the_background_roles_to_a_worker_of_the_same_settings(compose: Document, service: str) -> None:
+    api, worker = services_of(compose)[service], services_of(compose)[f"{service}-worker"]
+
+    assert api["environment"]["SERVE_ROLES"] == "false"
+    assert worker["command"] == ["worker"]
+    assert {**worker["environment"], "SERVE_ROLES": "false"} == api["environment"]
+    assert worker["depends_on"] == api["depends_on"]
+    assert "ports" not in worker
+    assert worker["healthcheck"] == {"disable": True}  # no HTTP in a worker
+    assert {"worker"} <= cli_commands(service)
 
 
 @pytest.mark.parametrize("service", SERVICES)

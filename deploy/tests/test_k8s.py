@@ -159,6 +159,14 @@ def test_commands_exist_in_the_services_cli(name: str, service: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "service"), CASES, ids=IDS)
+def test_the_api_leaves_the_background_roles_to_the_worker(name: str, service: str) -> None:
+    api, worker, _ = workloads(name, service)
+
+    assert environment(name, api)["SERVE_ROLES"] == "false"
+    assert container(worker)["args"] == ["worker"]  # runs them whatever SERVE_ROLES says
+
+
+@pytest.mark.parametrize(("name", "service"), CASES, ids=IDS)
 def test_each_workload_runs_its_services_image_unprivileged_with_resources(name: str, service: str) -> None:
     for workload in workloads(name, service):
         spec = container(workload)

@@ -42,14 +42,14 @@ def run_cli(
     """Parse `argv` and run the command; a failed command raises SystemExit (1, or 2 for a usage error)."""
     parser = argparse.ArgumentParser(prog=f"python -m {migrations.partition(':')[0]}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API together with the relay and consumers")
+    serve = commands.add_parser("serve", help="run the HTTP API, with the relay and consumers unless SERVE_ROLES=false")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="HTTP worker processes on the one port (each also runs the background roles)",
+        help="HTTP worker processes on the one port (each also runs the background roles unless SERVE_ROLES=false)",
     )
     commands.add_parser("worker", help="run the relay and consumers without HTTP")
     commands.add_parser("migrate", help="apply the database migrations")

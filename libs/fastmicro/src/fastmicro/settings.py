@@ -29,6 +29,15 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
 
+    serve_roles: bool = Field(
+        default=True,
+        description=(
+            "Whether `serve` also runs the service's background roles (outbox relay, consumers, sender) beside"
+            " the HTTP API. Set false where a `worker` process runs them: under load the API's event loop"
+            " would otherwise delay them."
+        ),
+    )
+
     database_url: str
     db_pool_size: int = Field(default=15, ge=1, description="Connections each process keeps open, once opened.")
     db_max_overflow: int = Field(

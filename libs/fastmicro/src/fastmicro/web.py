@@ -50,8 +50,8 @@ def create_app(
 ) -> FastAPI:
     """Build a service's app: error handlers, request context, metrics, health, and its background roles.
 
-    `roles(runtime)` run for the life of the app (by default the outbox relay and its retention);
-    `python -m <svc> serve` therefore runs API, relay and consumers in one process.
+    `roles(runtime)` run for the life of the app (by default the outbox relay and its retention)
+    unless `settings.serve_roles` is false, where a `worker` process of their own runs them.
     `outbox`: the service has the kernel's outbox table, so readiness and /metrics report its lag.
     """
     configure_logging(settings)
@@ -61,7 +61,7 @@ def create_app(
         runtime = Runtime.from_settings(settings)
         app.state.runtime = runtime
         app.state.token_codec = runtime.tokens
-        async with run_roles(roles(runtime)):
+        async with run_roles(roles(runtime) if settings.serve_roles else ()):
             log.info("service_started", http_port=settings.http_port)
             yield
         await runtime.close()
