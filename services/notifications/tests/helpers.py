@@ -57,6 +57,7 @@ class Mail:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    peer: object = None  # the client end of the connection it came over
 
     @property
     def body(self) -> str:
@@ -84,7 +85,7 @@ class MailCollector:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
-        mail = Mail(envelope.mail_from or "", list(envelope.rcpt_tos), message)
+        mail = Mail(envelope.mail_from or "", list(envelope.rcpt_tos), message, session.peer)
         with self._lock:
             self._received.append(mail)
         return "250 Message accepted for delivery"

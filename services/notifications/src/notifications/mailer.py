@@ -1,8 +1,9 @@
-"""SMTP: one connection per sending round, one email per notification."""
+"""SMTP: connections kept open between sending rounds, one email per notification."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -12,6 +13,10 @@ import aiosmtplib
 from fastmicro.db import utcnow
 from notifications.models import Notification
 from notifications.settings import NotificationsSettings
+
+#: How long an idle connection is kept for the next round: well inside the 5 minutes after which
+#: RFC 5321 (4.5.3.2.7) lets a server drop an idle client.
+IDLE_KEEP_SECONDS = 30.0
 
 #: Failures of the connection or of the server that a later attempt may not meet.
 TRANSIENT_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
@@ -40,6 +45,7 @@ class Mailer:
         self._starttls = starttls
         self._username = username
         self._password = password
+        self._idle: list[tuple[float, aiosmtplib.SMTP]] = []  # (when it was given back, the connection)
 
     @classmethod
     def from_settings(cls, settings: NotificationsSettings) -> Mailer:
@@ -55,7 +61,43 @@ class Mailer:
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[MailConnection]:
-        """An open (and, if configured, upgraded and logged-in) SMTP connection; closed on exit."""
+        """An open (and, if configured, upgraded and logged-in) SMTP connection.
+
+        One left open by an earlier round is taken when there is one: a round then pays for no
+        connect, greeting, EHLO or login. On a clean exit the connection is kept for the next
+        round while it is open; after an error it is closed.
+        """
+        smtp = self._take_idle() or await self._open()
+        clean = False
+        try:
+            yield MailConnection(smtp, self._sender)
+            clean = True
+        finally:
+            if clean and smtp.is_connected:
+                self._idle.append((time.monotonic(), smtp))
+            else:
+                await _quit(smtp)
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections kept for the next round that are still open."""
+        return sum(smtp.is_connected for _, smtp in self._idle)
+
+    async def close(self) -> None:
+        """Say goodbye on every idle connection."""
+        idle, self._idle = self._idle, []
+        for _, smtp in idle:
+            await _quit(smtp)
+
+    def _take_idle(self) -> aiosmtplib.SMTP | None:
+        while self._idle:
+            since, smtp = self._idle.pop()  # the most recently used: the least likely to have timed out
+            if smtp.is_connected and time.monotonic() - since < IDLE_KEEP_SECONDS:
+                return smtp
+            smtp.close()  # closed by the server meanwhile (seen as end of stream), or idle too long
+        return None
+
+    async def _open(self) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -68,13 +110,14 @@ class Mailer:
             await smtp.connect()
         except TRANSIENT_ERRORS as error:
             raise MailServerUnavailable(f"{self._host}:{self._port}: {error}") from error
-        try:
-            yield MailConnection(smtp, self._sender)
-        finally:
-            if smtp.is_connected:
-                with contextlib.suppress(*TRANSIENT_ERRORS):
-                    await smtp.quit()
-            smtp.close()
+        return smtp
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    if smtp.is_connected:
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await smtp.quit()
+    smtp.close()
 
 
 class MailConnection:

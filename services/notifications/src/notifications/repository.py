@@ -86,17 +86,43 @@ class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId])
         )
         return int(getattr(result, "rowcount", 0))
 
-    async def claim_due(self, now: datetime, limit: int) -> Sequence[Notification]:
-        """Lock up to `limit` pending notifications due by `now`, soonest first; skip those others hold."""
-        return (
-            await self.session.scalars(
-                select(Notification)
-                .where(_PENDING, Notification.next_attempt_at <= now)
-                .order_by(Notification.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+    async def lease_due(self, now: datetime, limit: int, until: datetime) -> list[Notification]:
+        """`Notification.lease(until)` up to `limit` pending notifications due by `now`, soonest first.
+
+        One statement: the rows other senders hold are skipped (`FOR UPDATE SKIP LOCKED`), the
+        chosen ones get their lease and come back as they now are.
+        """
+        due = (
+            select(Notification.id)
+            .where(_PENDING, Notification.next_attempt_at <= now)
+            .order_by(Notification.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        leased = await self.session.scalars(
+            update(Notification)
+            .where(Notification.id.in_(due.scalar_subquery()))
+            .values(next_attempt_at=until)
+            .returning(Notification)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        # RETURNING follows no order: send the longest waiting first, as they were chosen.
+        return sorted(leased.all(), key=lambda notification: (notification.created_at, notification.id))
+
+    async def record_sent(self, notification_id: NotificationId, lease_until: datetime, at: datetime) -> bool:
+        """`Notification.mark_sent(at)` in one statement, only while the row holds the lease ending `lease_until`.
+
+        False when it no longer does (settled meanwhile, or taken over by another sender once the
+        lease ran out): nothing is written then.
+        """
+        sent = await self.session.scalar(
+            update(Notification)
+            .where(Notification.id == notification_id, _PENDING, Notification.next_attempt_at == lease_until)
+            .values(status="sent", sent_at=at, attempts=Notification.attempts + 1)
+            .returning(Notification.id)
+            .execution_options(synchronize_session=False)
+        )
+        return sent is not None
 
     async def lock_all(self, ids: Sequence[NotificationId]) -> Sequence[Notification]:
         """The notifications `ids` as stored now, locked until the transaction ends (in id order: no deadlock)."""

@@ -152,6 +152,7 @@ class EmailSender:
                 await self._wait(next_due)
         finally:
             await self._settle_on_exit()
+            await self._mailer.close()
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
@@ -234,12 +235,10 @@ class EmailSender:
         """
         async with self._uow_factory() as uow:
             now = utcnow()
-            batch = await uow.notifications.claim_due(now, self._batch_size)
+            lease_until = now + self._lease
+            batch = await uow.notifications.lease_due(now, self._batch_size, lease_until)
             if not batch:
                 return None
-            lease_until = now + self._lease
-            for notification in batch:
-                notification.lease(lease_until)
             # Held before the commit: should the commit be lost, the next round releases what it leased.
             held = self._held = _Held(lease_until, [notification.id for notification in batch])
             await uow.commit()
@@ -296,31 +295,37 @@ class EmailSender:
     async def _write(self, outcome: _Outcome, lease_until: datetime) -> None:
         """Write one outcome in its own transaction, unless another sender took the row over."""
         bound = log.bind(notification_id=str(outcome.notification_id), outcome=outcome.kind)
+        if outcome.kind == "sent" and await self._write_sent(outcome, lease_until):
+            EMAILS.labels("sent").inc()
+            bound.info("email_sent")
+            return
         async with self._uow_factory() as uow:
             rows = await uow.notifications.lock_all([outcome.notification_id])
             notification = rows[0] if rows else None
-            if notification is None or not notification.holds_lease(lease_until):
+            if notification is None or not notification.holds_lease(lease_until) or outcome.kind == "sent":
                 bound.warning(
                     "email_outcome_superseded",
                     status=notification.status if notification else None,
                     reason="the row is settled, or leased by another sender",
                 )
                 return
-            if outcome.kind == "sent":
-                notification.mark_sent(outcome.at)
-            elif outcome.kind == "rejected":
+            if outcome.kind == "rejected":
                 notification.mark_rejected(outcome.error)
             else:
                 notification.mark_failed_attempt(outcome.error, outcome.at, self._retry_delays)
             await uow.commit()
-        if outcome.kind == "sent":
-            EMAILS.labels("sent").inc()
-            bound.info("email_sent", kind=notification.kind, attempts=notification.attempts)
-        elif outcome.kind == "rejected":
+        if outcome.kind == "rejected":
             EMAILS.labels("rejected").inc()
             bound.warning("email_rejected", kind=notification.kind, error=outcome.error)
         else:
             self._log_failed(notification, outcome.error)
+
+    async def _write_sent(self, outcome: _Outcome, lease_until: datetime) -> bool:
+        """The common case in one statement; False when the row no longer holds the lease (nothing written)."""
+        async with self._uow_factory() as uow:
+            written = await uow.notifications.record_sent(outcome.notification_id, lease_until, outcome.at)
+            await uow.commit()
+        return written
 
     async def _record_unreachable(self, held: _Held, error: MailServerUnavailable) -> None:
         """A failed attempt for each claimed row, in one transaction: the server could not be reached."""
