@@ -14,7 +14,7 @@ from sqlalchemy import Connection, event, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastmicro.consumer import inbox_table
-from fastmicro.outbox import claim_query, outbox_table
+from fastmicro.outbox import CLAIM_SQL, outbox_table
 from fastmicro.retention import PURGE_INBOX, PURGE_OUTBOX, RetentionPurger
 from fastmicro.runtime import Runtime, relay_only
 from fastmicro.settings import ServiceSettings
@@ -260,7 +260,7 @@ async def _plan(engine: AsyncEngine, statement: str, params: dict[str, Any] | No
 async def test_the_relay_claims_through_the_unpublished_index_and_retention_through_the_published_one(
     engine: AsyncEngine,
 ) -> None:
-    claim = str(claim_query(200).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    claim = CLAIM_SQL.replace("$1", "200")
     params = {"age_seconds": 3600.0, "batch_size": 1000}
 
     claim_plan = await _plan(engine, claim)

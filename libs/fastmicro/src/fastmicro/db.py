@@ -90,13 +90,15 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 @contextlib.asynccontextmanager
-async def read_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection as asyncpg's own, outside any transaction: for reads that need none of the ORM.
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection as asyncpg's own, outside any transaction: for hot paths that need none of the ORM.
 
     The hot reads (a resource by id) pay for no session, unit of work, BEGIN or ROLLBACK: one
     round trip per query, which asyncpg prepares once per connection. Each query reads what was
-    committed when it started. An unreachable database surfaces as `ServiceUnavailable` (503), and
-    a connection that failed is dropped from the pool rather than handed out again.
+    committed when it started. A path that writes opens its own transaction on it
+    (`connection.transaction()`, as the outbox relay does). An unreachable database surfaces as
+    `ServiceUnavailable` (503), and a connection that failed is dropped from the pool rather than
+    handed out again.
     """
     try:
         async with engine.connect() as connection:

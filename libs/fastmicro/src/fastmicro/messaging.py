@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection, ExchangeType
 
 from fastmicro.events import Envelope
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from uuid import UUID
 
 log = structlog.get_logger(__name__)
 
@@ -147,15 +152,35 @@ class Publisher:
 
     async def publish(self, envelope: Envelope) -> None:
         """Publish with the AMQP properties CONTRACT.md requires; returns once the broker confirmed."""
-        exchange = await self.exchange()
-        message = aio_pika.Message(
+        await self.publish_json(
             envelope.model_dump_json().encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(envelope.id),
+            message_id=envelope.id,
             type=envelope.type,
             correlation_id=envelope.correlation_id,
-            timestamp=envelope.occurred_at,
+            occurred_at=envelope.occurred_at,
+            routing_key=envelope.routing_key,
+        )
+
+    async def publish_json(
+        self,
+        body: bytes,
+        *,
+        message_id: UUID,
+        type: str,
+        correlation_id: str | None,
+        occurred_at: datetime,
+        routing_key: str,
+    ) -> None:
+        """`publish` for an envelope already serialised (the outbox keeps them so): the same properties."""
+        exchange = await self.exchange()
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(message_id),
+            type=type,
+            correlation_id=correlation_id,
+            timestamp=occurred_at,
         )
         # mandatory=False: the alternate exchange keeps what no queue is bound for.
-        await exchange.publish(message, envelope.routing_key, mandatory=False, timeout=self._timeout)
+        await exchange.publish(message, routing_key, mandatory=False, timeout=self._timeout)

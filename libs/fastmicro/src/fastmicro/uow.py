@@ -33,7 +33,7 @@ class UnitOfWork:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._session_factory = session_factory
         self._pending: list[Envelope] = []
-        #: What a service's read queries run on, outside any session (`fastmicro.db.read_connection`).
+        #: What a service's read queries run on, outside any session (`fastmicro.db.driver_connection`).
         self.engine: AsyncEngine = session_factory.kw["bind"]
 
     async def __aenter__(self) -> Self:

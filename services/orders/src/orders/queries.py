@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastmicro.db import read_connection
+from fastmicro.db import driver_connection
 from orders.models import OrderId, UserId
 from orders.schemas import OrderOut
 
@@ -32,7 +32,7 @@ class OrderQueries:
 
     async def owned(self, order_id: OrderId, user_id: UserId) -> OrderOut | None:
         """`user_id`'s order `order_id` as the API shows it; None when absent or not theirs."""
-        async with read_connection(self._engine) as connection:
+        async with driver_connection(self._engine) as connection:
             rows = await connection.fetch(_OWNED, order_id, user_id)
         if not rows:
             return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastmicro.db import read_connection
+from fastmicro.db import driver_connection
 from users.models import UserId
 from users.schemas import UserOut
 
@@ -20,6 +20,6 @@ class UserQueries:
 
     async def profile(self, user_id: UserId) -> UserOut | None:
         """The user as the API shows them; None once the account is gone."""
-        async with read_connection(self._engine) as connection:
+        async with driver_connection(self._engine) as connection:
             row = await connection.fetchrow(_PROFILE, user_id)
         return None if row is None else UserOut.model_validate(dict(row))
