@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from fastmicro.db import create_engine, create_session_factory, utcnow
@@ -163,6 +163,9 @@ async def senders(sink: GatedSink) -> AsyncIterator[SenderFactory]:
         engine = create_engine(settings)
         session_factory = create_session_factory(engine)
         errors: list[BaseException] = []
+        # The per-mail statements run on the driver's connection, outside a unit of work: a
+        # connection the sender found broken is dropped from the pool, and that is the witness.
+        event.listen(engine.sync_engine.pool, "invalidate", lambda _conn, _record, error: errors.append(error))
         role = EmailSender(
             engine,
             lambda: WitnessedUnitOfWork(session_factory, errors),

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from fastmicro.db import utcnow
+from fastmicro.db import driver_connection, utcnow
 from fastmicro.repository import SQLAlchemyRepository
 from notifications.models import CONTACT_ERASED, Contact, Notification, NotificationId, UserId
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 
 class ContactRepository(SQLAlchemyRepository[Contact, UserId]):
@@ -109,21 +109,6 @@ class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId])
         # RETURNING follows no order: send the longest waiting first, as they were chosen.
         return sorted(leased.all(), key=lambda notification: (notification.created_at, notification.id))
 
-    async def record_sent(self, notification_id: NotificationId, lease_until: datetime, at: datetime) -> bool:
-        """`Notification.mark_sent(at)` in one statement, only while the row holds the lease ending `lease_until`.
-
-        False when it no longer does (settled meanwhile, or taken over by another sender once the
-        lease ran out): nothing is written then.
-        """
-        sent = await self.session.scalar(
-            update(Notification)
-            .where(Notification.id == notification_id, _PENDING, Notification.next_attempt_at == lease_until)
-            .values(status="sent", sent_at=at, attempts=Notification.attempts + 1)
-            .returning(Notification.id)
-            .execution_options(synchronize_session=False)
-        )
-        return sent is not None
-
     async def lock_all(self, ids: Sequence[NotificationId]) -> Sequence[Notification]:
         """The notifications `ids` as stored now, locked until the transaction ends (in id order: no deadlock)."""
         if not ids:
@@ -142,10 +127,6 @@ class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId])
         """NOTIFY the senders at commit, as an insert does: released rows are claimed again at once."""
         await self.session.execute(select(func.pg_notify(PENDING_CHANNEL, "")))
 
-    async def next_due(self) -> datetime | None:
-        """When the soonest pending notification is due (None when nothing is pending)."""
-        return await self.session.scalar(select(func.min(Notification.next_attempt_at)).where(_PENDING))
-
     async def page_for_user(self, user_id: UserId, *, limit: int, offset: int) -> tuple[Sequence[Notification], int]:
         """One page of `user_id`'s notifications, newest first, and how many there are in all."""
         items = (
@@ -163,3 +144,34 @@ class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId])
             select(func.count()).select_from(Notification).where(Notification.user_id == user_id)
         )
         return items, total or 0
+
+
+class SenderLedger:
+    """What the sender writes after each mail, and reads between rounds: one statement each.
+
+    Each is atomic on its own, so it runs on asyncpg's own connection outside a unit of work
+    (`fastmicro.db.driver_connection`): one round trip, where a unit of work would add BEGIN and
+    COMMIT to every mail.
+    """
+
+    # `Notification.mark_sent`, only while the row holds the lease ending $2.
+    _RECORD_SENT = (
+        "UPDATE notifications SET status = 'sent', sent_at = $3, attempts = attempts + 1"
+        " WHERE id = $1 AND status = 'pending' AND next_attempt_at = $2 RETURNING id"
+    )
+    _NEXT_DUE = "SELECT min(next_attempt_at) FROM notifications WHERE status = 'pending'"
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record_sent(self, notification_id: NotificationId, lease_until: datetime, at: datetime) -> bool:
+        """Mark it sent at `at`; False when it no longer holds the lease (settled meanwhile, or taken
+        over by another sender once the lease ran out): nothing is written then."""
+        async with driver_connection(self._engine) as connection:
+            return await connection.fetchval(self._RECORD_SENT, notification_id, lease_until, at) is not None
+
+    async def next_due(self) -> datetime | None:
+        """When the soonest pending notification is due (None when nothing is pending)."""
+        async with driver_connection(self._engine) as connection:
+            due: datetime | None = await connection.fetchval(self._NEXT_DUE)
+            return due

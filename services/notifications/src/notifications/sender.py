@@ -49,7 +49,7 @@ from fastmicro.messaging import Backoff
 from fastmicro.pgnotify import listen
 from notifications.mailer import Mailer, MailServerUnavailable, is_permanent
 from notifications.models import Notification, NotificationId
-from notifications.repository import PENDING_CHANNEL
+from notifications.repository import PENDING_CHANNEL, SenderLedger
 from notifications.uow import NotificationsUnitOfWork
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class EmailSender:
         if lease <= send_timeout:
             raise ValueError(f"the lease ({lease}s) must be longer than a send may take ({send_timeout}s)")
         self._engine = engine
+        self._ledger = SenderLedger(engine)
         self._uow_factory = uow_factory
         self._mailer = mailer
         self._retry_delays = tuple(retry_delays)
@@ -144,7 +145,7 @@ class EmailSender:
                 self._wake.clear()
                 try:
                     await self._drain()
-                    next_due = await self._next_due()
+                    next_due = await self._ledger.next_due()
                 except Exception as error:  # noqa: BLE001 - mail server or database down: pause, then retry
                     await self._sleep(backoff.failed(error))
                     continue
@@ -295,7 +296,7 @@ class EmailSender:
     async def _write(self, outcome: _Outcome, lease_until: datetime) -> None:
         """Write one outcome in its own transaction, unless another sender took the row over."""
         bound = log.bind(notification_id=str(outcome.notification_id), outcome=outcome.kind)
-        if outcome.kind == "sent" and await self._write_sent(outcome, lease_until):
+        if outcome.kind == "sent" and await self._ledger.record_sent(outcome.notification_id, lease_until, outcome.at):
             EMAILS.labels("sent").inc()
             bound.info("email_sent")
             return
@@ -319,13 +320,6 @@ class EmailSender:
             bound.warning("email_rejected", kind=notification.kind, error=outcome.error)
         else:
             self._log_failed(notification, outcome.error)
-
-    async def _write_sent(self, outcome: _Outcome, lease_until: datetime) -> bool:
-        """The common case in one statement; False when the row no longer holds the lease (nothing written)."""
-        async with self._uow_factory() as uow:
-            written = await uow.notifications.record_sent(outcome.notification_id, lease_until, outcome.at)
-            await uow.commit()
-        return written
 
     async def _record_unreachable(self, held: _Held, error: MailServerUnavailable) -> None:
         """A failed attempt for each claimed row, in one transaction: the server could not be reached."""
@@ -386,10 +380,6 @@ class EmailSender:
             attempts=notification.attempts,
             gave_up=outcome == "failed",
         )
-
-    async def _next_due(self) -> datetime | None:
-        async with self._uow_factory() as uow:
-            return await uow.notifications.next_due()
 
     async def _wait(self, next_due: datetime | None) -> None:
         """Until a NOTIFY, the soonest scheduled retry, or `poll_interval`, whichever comes first."""
