@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import case, func, literal_column, select, update
+from sqlalchemy import bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fastmicro.db import driver_connection, utcnow
@@ -12,6 +12,7 @@ from fastmicro.repository import SQLAlchemyRepository
 from notifications.models import CONTACT_ERASED, Contact, Notification, NotificationId, UserId
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 
@@ -39,12 +40,16 @@ class ContactRepository(SQLAlchemyRepository[Contact, UserId]):
 
     async def get_shared(self, user_id: UserId) -> Contact | None:
         """The user's contact, share-locked: it cannot be erased before this transaction ends."""
-        return await self.session.scalar(
-            select(Contact)
-            .where(Contact.user_id == user_id)
-            .with_for_update(read=True)
-            .execution_options(populate_existing=True)
-        )
+        return await self.session.scalar(_GET_SHARED, {"user_id": user_id})
+
+
+#: Built once: every order event reads its contact so, and building the statement cost more than running it.
+_GET_SHARED = (
+    select(Contact)
+    .where(Contact.user_id == bindparam("user_id"))
+    .with_for_update(read=True)
+    .execution_options(populate_existing=True)
+)
 
 
 #: The channel the sender LISTENs on; migration 0001's insert trigger notifies it at commit.
@@ -55,20 +60,24 @@ PENDING_CHANNEL = "notifications_pending"
 _PENDING = Notification.status == literal_column("'pending'")
 
 
+_NOTIFICATION_COLUMNS = tuple(column.key for column in Notification.__mapper__.column_attrs)
+#: Built once, on the table: the ORM's bulk insert rebuilt it from the values of every notification.
+_NOTIFICATIONS = cast("Table", Notification.__table__)
+_ADD_ONCE = (
+    insert(_NOTIFICATIONS)
+    .on_conflict_do_nothing(index_elements=[_NOTIFICATIONS.c.event_id])
+    .returning(_NOTIFICATIONS.c.id)
+)
+
+
 class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId]):
     def __init__(self, session: AsyncSession) -> None:
         super().__init__(session, Notification)
 
     async def add_once(self, notification: Notification) -> bool:
         """Insert `notification` unless one exists for its event already; True when inserted."""
-        values = {column.key: getattr(notification, column.key) for column in Notification.__mapper__.column_attrs}
-        inserted = await self.session.scalar(
-            insert(Notification)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=[Notification.event_id])
-            .returning(Notification.id)
-        )
-        return inserted is not None
+        values = {key: getattr(notification, key) for key in _NOTIFICATION_COLUMNS}
+        return await self.session.scalar(_ADD_ONCE, values) is not None
 
     async def erase_recipient(self, user_id: UserId) -> int:
         """Blank the address and text of every notification of `user_id`; fail those not sent yet."""
