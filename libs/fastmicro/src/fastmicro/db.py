@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fastmicro.errors import ServiceUnavailable
+from fastmicro.pool import FairAsyncQueuePool
 
 if TYPE_CHECKING:
     from fastmicro.settings import ServiceSettings
@@ -55,6 +56,7 @@ class Timestamps:
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
     engine = create_async_engine(
         settings.database_url,
+        poolclass=FairAsyncQueuePool,  # waiters served in order: no request waits many turns
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
