@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -101,6 +102,10 @@ async def run_worker(settings: ServiceSettings, roles: RolesFactory) -> None:
     runtime = Runtime.from_settings(settings)
     try:
         async with run_roles(roles(runtime)):
+            # What startup built (modules, mappers, routes) lives as long as the process: moved
+            # out of the collector's sight, a full collection no longer walks it. Under load that
+            # walk was a pause of tens of ms every few seconds (GET p99 117 -> 55 ms, wrk, make dev).
+            gc.freeze()
             log.info("worker_started")
             await stop.wait()
             log.info("worker_stopping")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -62,6 +63,7 @@ def create_app(
         app.state.runtime = runtime
         app.state.token_codec = runtime.tokens
         async with run_roles(roles(runtime) if settings.serve_roles else ()):
+            gc.freeze()  # see fastmicro.cli.run_worker
             log.info("service_started", http_port=settings.http_port)
             yield
         await runtime.close()
