@@ -159,11 +159,14 @@ class Stack:
         await wait_http_ready(self.setup.raw_url(service), process)
         return process
 
-    async def worker(self, service: str, role: str | None = None) -> Process:
-        """`python -m <service> worker`, or only one of its background roles (bench.roles) when `role` is given."""
+    async def worker(self, service: str, role: str | None = None, *, number: int = 1) -> Process:
+        """`python -m <service> worker`, or only one of its background roles (bench.roles) when `role` is given.
+
+        `number` tells apart several workers of one service (their logs).
+        """
         env = {**self.env(service), "PYTHONPATH": str(ROOT)}
         args = ["-m", service, "worker"] if role is None else ["-m", "bench.roles", service, role]
-        name = f"{service}-{'worker' if role is None else role}"
+        name = f"{service}-{'worker' if role is None else role}{'' if number == 1 else f'-{number}'}"
         process = self._process(name, *args, env=env)
         watch = LogWatch(process)
         await self.processes.start(process)

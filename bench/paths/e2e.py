@@ -118,7 +118,7 @@ class EndToEnd:
         self._clean = False  # the last run left no backlog and no mail behind
 
     async def start(self, *, workers: int) -> list[Process]:
-        """Users, orders and notifications as deployed: `serve` with `workers` processes beside a `worker`, warmed up.
+        """Users, orders and notifications as deployed, each `serve` with `workers` processes beside as many `worker`s.
 
         The stack of the previous run is kept when it has as many workers and left nothing
         behind; otherwise it is stopped, what it left undone is dropped, and a fresh one starts.
@@ -131,7 +131,7 @@ class EndToEnd:
         self._running = list(
             await asyncio.gather(
                 *(self.stack.serve(service, workers=workers) for service in services),
-                *(self.stack.worker(service) for service in services),
+                *(self.stack.worker(service, number=n) for service in services for n in range(1, workers + 1)),
             )
         )
         self._workers = workers
