@@ -28,12 +28,18 @@ async def waiting(queue: FairQueue[str], count: int) -> None:
             await asyncio.sleep(0)
 
 
-async def test_waiters_are_served_in_the_order_they_came_and_a_newcomer_waits_its_turn() -> None:
-    queue: FairQueue[str] = FairQueue(maxsize=2)
+async def two_waiters(queue: FairQueue[str]) -> tuple[asyncio.Task[str], asyncio.Task[str]]:
+    """Two getters, waiting in this order."""
     first = asyncio.create_task(get(queue))
     await waiting(queue, 1)
     second = asyncio.create_task(get(queue))
     await waiting(queue, 2)
+    return first, second
+
+
+async def test_waiters_are_served_in_the_order_they_came_and_a_newcomer_waits_its_turn() -> None:
+    queue: FairQueue[str] = FairQueue(maxsize=2)
+    first, second = await two_waiters(queue)
 
     queue.put("a")
     newcomer = asyncio.create_task(get(queue))  # arrives after the put, before the woken waiter runs
@@ -59,10 +65,7 @@ async def test_a_waiter_that_times_out_gets_empty_and_the_next_connection_goes_t
 
 async def test_a_connection_handed_to_a_waiter_that_was_cancelled_meanwhile_goes_to_the_next() -> None:
     queue: FairQueue[str] = FairQueue(maxsize=1)
-    gone = asyncio.create_task(get(queue))
-    await waiting(queue, 1)
-    after = asyncio.create_task(get(queue))
-    await waiting(queue, 2)
+    gone, after = await two_waiters(queue)
 
     queue.put("a")  # handed to `gone`, which is cancelled before it runs
     gone.cancel()

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fastmicro.security import TokenCodec
 from fastmicro_contracts.orders import OrderLine, OrderPlaced
 from fastmicro_contracts.users import UserCreated
+from notifications.models import Notification
 from notifications.settings import NotificationsSettings
 
 T = TypeVar("T")
@@ -221,6 +222,19 @@ async def contact_row(engine: AsyncEngine, user_id: uuid.UUID) -> dict[str, Any]
             .first()
         )
     return dict(row) if row is not None else None
+
+
+def pending_welcome(now: datetime) -> Notification:
+    """A pending welcome notification, due at `now`, as a handler writes it."""
+    return Notification.pending(
+        kind="welcome",
+        user_id=uuid.uuid4(),
+        recipient=unique_email(),
+        subject="Welcome to fastmicro",
+        body="Hello",
+        event_id=uuid.uuid4(),
+        now=now,
+    )
 
 
 def unique_email(prefix: str = "user") -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,10 +9,9 @@ import pytest
 from fastmicro.db import utcnow
 from notifications import mailer as mailer_module
 from notifications.mailer import Mailer
-from notifications.models import Notification
 
 from .conftest import make_settings
-from .helpers import SmtpSink, eventually, unique_email
+from .helpers import SmtpSink, eventually, pending_welcome
 
 
 @pytest.fixture
@@ -34,21 +32,9 @@ async def mailer(sink: SmtpSink) -> AsyncIterator[Mailer]:
     await mailer.close()
 
 
-def notification() -> Notification:
-    return Notification.pending(
-        kind="welcome",
-        user_id=uuid.uuid4(),
-        recipient=unique_email(),
-        subject="Welcome",
-        body="Hello",
-        event_id=uuid.uuid4(),
-        now=utcnow(),
-    )
-
-
 async def send_round(mailer: Mailer) -> None:
     async with mailer.connect() as connection:
-        await connection.send(notification())
+        await connection.send(pending_welcome(utcnow()))
 
 
 def peers(sink: SmtpSink) -> list[object]:
@@ -87,7 +73,7 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
 async def test_a_round_that_failed_closes_its_connection(sink: SmtpSink, mailer: Mailer) -> None:
     with pytest.raises(RuntimeError):
         async with mailer.connect() as connection:
-            await connection.send(notification())
+            await connection.send(pending_welcome(utcnow()))
             raise RuntimeError("the round failed")
 
     assert mailer.idle_connections == 0

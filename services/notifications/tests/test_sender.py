@@ -29,13 +29,12 @@ from fastmicro.testing import migrated_database
 from fastmicro.testing.plugin import DatabaseFactory, ProxyFactory
 from notifications.mailer import Mailer, MailServerUnavailable
 from notifications.main import background_roles
-from notifications.models import Notification
 from notifications.sender import EmailSender
 from notifications.settings import NotificationsSettings
 from notifications.uow import NotificationsUnitOfWork
 
 from .conftest import make_settings
-from .helpers import MailCollector, SmtpSink, eventually, eventually_async, unique_email
+from .helpers import MailCollector, SmtpSink, eventually, eventually_async, pending_welcome
 
 Rows = dict[uuid.UUID, dict[str, Any]]
 
@@ -191,18 +190,7 @@ async def senders(sink: GatedSink) -> AsyncIterator[SenderFactory]:
 async def add_pending(engine: AsyncEngine, count: int) -> list[uuid.UUID]:
     """`count` pending notifications, due now, as a handler writes them."""
     now = utcnow()
-    notifications = [
-        Notification.pending(
-            kind="welcome",
-            user_id=uuid.uuid4(),
-            recipient=unique_email(),
-            subject="Welcome to fastmicro",
-            body="Hello",
-            event_id=uuid.uuid4(),
-            now=now,
-        )
-        for _ in range(count)
-    ]
+    notifications = [pending_welcome(now) for _ in range(count)]
     async with create_session_factory(engine)() as session:
         session.add_all(notifications)
         await session.commit()
