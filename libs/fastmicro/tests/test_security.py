@@ -125,6 +125,8 @@ def test_a_hand_crafted_valid_token_verifies() -> None:
         pytest.param(crafted(drop="sub"), id="missing-sub"),
         pytest.param(crafted(drop="jti"), id="missing-jti"),
         pytest.param(crafted(sub="not-a-uuid"), id="sub-not-a-uuid"),
+        pytest.param(crafted(exp=2**62), id="exp-beyond-any-date"),
+        pytest.param(crafted(exp=10**400), id="exp-beyond-any-float"),
         pytest.param("garbage", id="garbage"),
         pytest.param("", id="empty"),
     ],

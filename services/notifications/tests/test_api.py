@@ -89,6 +89,7 @@ async def test_listing_needs_a_valid_token(client: httpx.AsyncClient, settings: 
         ("limit=ten", "limit"),
         ("offset=-1", "offset"),
         ("offset=x", "offset"),
+        ("offset=9223372036854775808", "offset"),  # past PostgreSQL's bigint
     ],
 )
 async def test_bad_paging_is_refused(client: httpx.AsyncClient, inbox: Inboxes, query: str, field: str) -> None:

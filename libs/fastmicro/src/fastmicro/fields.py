@@ -1,7 +1,9 @@
-"""Field types for request bodies: text that PostgreSQL can store and UTF-8 can encode.
+"""Field types for requests: text that PostgreSQL can store and UTF-8 can encode, offsets it can take.
 
 PostgreSQL refuses U+0000 in text, and a lone surrogate cannot be encoded; either would
-otherwise pass validation and fail later as a 500. Check every free-text input with `storable`.
+otherwise pass validation and fail later as a 500. Check every free-text input with `storable`,
+after its other constraints (`Annotated[str, StringConstraints(...), AfterValidator(storable)]`),
+and bound every offset by `MAX_OFFSET`.
 """
 
 from __future__ import annotations
@@ -34,5 +36,7 @@ def is_storable(value: str) -> bool:
     return True
 
 
-#: e.g. `Annotated[str, StringConstraints(max_length=100), AfterValidator(storable)]` for plain text.
+#: PostgreSQL's OFFSET is a bigint: beyond it is bad input (422), not a fault.
+MAX_OFFSET = 2**63 - 1
+
 SecretText = Annotated[SecretStr, AfterValidator(_storable_secret)]

@@ -100,7 +100,8 @@ class TokenCodec:
                 token_id=str(claims["jti"]),
                 expires_at=datetime.fromtimestamp(claims["exp"], UTC),
             )
-        except (jwt.PyJWTError, ValueError, TypeError) as error:
+        # OverflowError and OSError: a signed claim beyond any date (`exp` of 2**62) is bad input too.
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError) as error:
             raise InvalidToken() from error
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from fastmicro.errors import problems
+from fastmicro.fields import MAX_OFFSET
 from fastmicro.security import CurrentUser
 from notifications.dependencies import NotificationServiceDep
 from notifications.schemas import NotificationOut, NotificationPage
@@ -19,7 +20,7 @@ async def list_notifications(
     actor: CurrentUser,
     service: NotificationServiceDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> NotificationPage:
     page = await service.list_mine(actor, limit=limit, offset=offset)
     return NotificationPage(

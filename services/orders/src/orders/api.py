@@ -8,13 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query, status
 
 from fastmicro.errors import problems
+from fastmicro.fields import MAX_OFFSET
 from fastmicro.security import CurrentUser
 from orders.dependencies import OrderServiceDep
 from orders.schemas import OrderCreate, OrderOut, OrderPage
 
 router = APIRouter(tags=["orders"])
-
-MAX_OFFSET = 2**63 - 1  # PostgreSQL's OFFSET is a bigint: beyond it is bad input, not a fault
 
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 422))

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from fastmicro.fields import storable
 from orders.currencies import ACTIVE_CURRENCIES
 
 MAX_QUANTITY = 10_000
@@ -21,7 +22,7 @@ def _active_currency(code: str) -> str:
     return code
 
 
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(storable)]
 # Strict: "5", 5.0 and true are refused rather than read as 5 (or 1).
 Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
 UnitPrice = Annotated[StrictInt, Field(ge=0, le=MAX_UNIT_PRICE, description="Minor units (cents)")]
