@@ -39,4 +39,5 @@ def is_storable(value: str) -> bool:
 #: PostgreSQL's OFFSET is a bigint: beyond it is bad input (422), not a fault.
 MAX_OFFSET = 2**63 - 1
 
+#: A secret (a password) held to the same rule as free text.
 SecretText = Annotated[SecretStr, AfterValidator(_storable_secret)]
