@@ -33,6 +33,8 @@ async def test_login_answers_a_bearer_token(
     response = await login(client, account.email, PASSWORD)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
+    # RFC 6749, 5.1: no cache may keep a token
+    assert (response.headers["cache-control"], response.headers["pragma"]) == ("no-store", "no-cache")
     body = response.json()
     assert set(body) == {"access_token", "token_type", "expires_in"}
     assert body["token_type"] == "bearer"

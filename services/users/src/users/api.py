@@ -13,6 +13,8 @@ from fastmicro.security import CurrentUser
 from users.dependencies import UserServiceDep
 from users.schemas import TokenOut, UserCreate, UserOut, UserUpdate
 
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
 router = APIRouter(tags=["users"])
 
 
@@ -22,8 +24,11 @@ async def register(body: UserCreate, service: UserServiceDep) -> UserOut:
 
 
 @router.post("/auth/token", responses=problems(401, 422))
-async def issue_token(form: Annotated[OAuth2PasswordRequestForm, Depends()], service: UserServiceDep) -> TokenOut:
+async def issue_token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], service: UserServiceDep, response: Response
+) -> TokenOut:
     token = await service.issue_token(form.username, form.password)
+    response.headers.update(_NO_STORE)  # RFC 6749, 5.1: no cache may keep a token
     return TokenOut(access_token=token.access_token, expires_in=token.expires_in)
 
 
