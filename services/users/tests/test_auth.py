@@ -51,6 +51,25 @@ async def test_login_accepts_the_email_in_another_case(client: httpx.AsyncClient
     assert me.json()["id"] == str(account.id)
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    ["jose\u0301.{tag}@example.com", "ada.{tag}@xn--bcher-kva.example"],
+    ids=["decomposed-accent", "punycode-domain"],
+)
+async def test_login_accepts_the_very_spelling_the_account_was_registered_with(
+    client: httpx.AsyncClient, register: Register, spelling: str
+) -> None:
+    """Registration normalises an address (Unicode NFC, IDNA domain); login must do the same."""
+    email = spelling.format(tag=uuid.uuid4().hex[:8])
+    account = await register(email=email)
+
+    response = await login(client, email, PASSWORD)
+
+    assert response.status_code == 200, response.text
+    me = await client.get("/users/me", headers=bearer(response.json()["access_token"]))
+    assert me.json()["id"] == str(account.id)
+
+
 async def test_login_refuses_a_wrong_password(client: httpx.AsyncClient, register: Register) -> None:
     account = await register()
     assert_problem(await login(client, account.email, PASSWORD + "!"), 401, "invalid_credentials")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -13,7 +15,14 @@ UserId = uuid.UUID
 
 
 def normalize_email(email: str) -> str:
-    """Emails are unique case-insensitively: stored, and looked up, lower-cased."""
+    """The one spelling an address is stored and looked up by, at registration and login alike.
+
+    As the email standards normalise it (Unicode NFC, an internationalised domain in Unicode, not
+    punycode), then lower-cased: addresses are unique case-insensitively. A string that is no
+    address at all is only trimmed and lower-cased; it matches no account.
+    """
+    with contextlib.suppress(EmailNotValidError):
+        email = validate_email(email, check_deliverability=False).normalized
     return email.strip().lower()
 
 
