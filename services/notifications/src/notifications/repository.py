@@ -2,17 +2,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from fastmicro.db import driver_connection, utcnow
-from fastmicro.repository import SQLAlchemyRepository
+from fastmicro.repository import SQLAlchemyRepository, column_values, table_of
 from notifications.models import CONTACT_ERASED, Contact, Notification, NotificationId, UserId
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 
@@ -60,9 +59,8 @@ PENDING_CHANNEL = "notifications_pending"
 _PENDING = Notification.status == literal_column("'pending'")
 
 
-_NOTIFICATION_COLUMNS = tuple(column.key for column in Notification.__mapper__.column_attrs)
 #: Built once, on the table: the ORM's bulk insert rebuilt it from the values of every notification.
-_NOTIFICATIONS = cast("Table", Notification.__table__)
+_NOTIFICATIONS = table_of(Notification)
 _ADD_ONCE = (
     insert(_NOTIFICATIONS)
     .on_conflict_do_nothing(index_elements=[_NOTIFICATIONS.c.event_id])
@@ -76,8 +74,7 @@ class NotificationRepository(SQLAlchemyRepository[Notification, NotificationId])
 
     async def add_once(self, notification: Notification) -> bool:
         """Insert `notification` unless one exists for its event already; True when inserted."""
-        values = {key: getattr(notification, key) for key in _NOTIFICATION_COLUMNS}
-        return await self.session.scalar(_ADD_ONCE, values) is not None
+        return await self.session.scalar(_ADD_ONCE, column_values(notification)) is not None
 
     async def erase_recipient(self, user_id: UserId) -> int:
         """Blank the address and text of every notification of `user_id`; fail those not sent yet."""

@@ -1,27 +1,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Uuid, bindparam, func, insert, select, text
 from sqlalchemy.orm import joinedload, selectinload
 
 from fastmicro.db import utcnow
-from fastmicro.repository import SQLAlchemyRepository
+from fastmicro.repository import SQLAlchemyRepository, column_values, table_of
 from orders.models import Order, OrderId, OrderItem, UserId
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncSession
 
 
-_ORDERS = cast("Table", Order.__table__)
-_ORDER_ITEMS = cast("Table", OrderItem.__table__)
-_ORDER_COLUMNS = tuple(column.key for column in Order.__mapper__.column_attrs)
-_ITEM_COLUMNS = tuple(column.key for column in OrderItem.__mapper__.column_attrs if column.key != "order_id")
 #: Built once: placing an order is the hot write, and the unit-of-work flush cost more than the SQL.
-_INSERT_ORDER = insert(_ORDERS)
-_INSERT_ITEMS = insert(_ORDER_ITEMS)
+_INSERT_ORDER = insert(table_of(Order))
+_INSERT_ITEMS = insert(table_of(OrderItem))
 
 
 class OrderRepository(SQLAlchemyRepository[Order, OrderId]):
@@ -34,8 +29,8 @@ class OrderRepository(SQLAlchemyRepository[Order, OrderId]):
         The order is not added to the session: nothing in the transaction that places an order
         reads it back, and every value it carries was set by `Order.place`.
         """
-        await self.session.execute(_INSERT_ORDER, {key: getattr(order, key) for key in _ORDER_COLUMNS})
-        items = [{key: getattr(item, key) for key in _ITEM_COLUMNS} | {"order_id": order.id} for item in order.items]
+        await self.session.execute(_INSERT_ORDER, column_values(order))
+        items = [column_values(item) | {"order_id": order.id} for item in order.items]  # the relationship's key
         if items:
             await self.session.execute(_INSERT_ITEMS, items)
         return order
