@@ -70,6 +70,7 @@ def service_env(args: argparse.Namespace, service: Service) -> dict[str, str]:
         "AMQP_NAMESPACE": args.amqp_namespace,
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(args.smtp_port),
+        "SERVE_ROLES": "false",  # each service's `worker` runs them
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -141,7 +142,7 @@ async def serve(args: argparse.Namespace) -> int:
                 "-m",
                 service.name,
                 command,
-                env={**service_env(args, service), "SERVE_ROLES": "false"},
+                env=service_env(args, service),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches them once, through us
