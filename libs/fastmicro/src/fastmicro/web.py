@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import structlog
@@ -13,11 +14,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from fastmicro.errors import install_error_handlers
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
 from fastmicro.outbox import OutboxLag, outbox_lag
+from fastmicro.revocation import RevocationList
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
 
 if TYPE_CHECKING:
@@ -46,6 +49,7 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     roles: RolesFactory = relay_only,
     outbox: bool = True,
+    revocations: bool = False,
     description: str = "",
     version: str = "0.1.0",
 ) -> FastAPI:
@@ -54,6 +58,7 @@ def create_app(
     `roles(runtime)` run for the life of the app (by default the outbox relay and its retention)
     unless `settings.serve_roles` is false, where a `worker` process of their own runs them.
     `outbox`: the service has the kernel's outbox table, so readiness and /metrics report its lag.
+    `revocations`: the service records deleted users (fastmicro.revocation): their tokens get 401.
     """
     configure_logging(settings)
 
@@ -61,8 +66,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.from_settings(settings)
         app.state.runtime = runtime
-        app.state.token_codec = runtime.tokens
-        async with run_roles(roles(runtime) if settings.serve_roles else ()):
+        app.state.token_verifier = runtime.tokens
+        api_roles: list[BackgroundRole] = []
+        if revocations:
+            app.state.revocations = revoked = RevocationList(
+                runtime.engine,
+                token_ttl=timedelta(seconds=settings.jwt_ttl_seconds),
+                interval=settings.revocation_poll_seconds,
+            )
+            with contextlib.suppress(Exception):  # a database away: run() keeps trying, requests get 503
+                await revoked.refresh()
+            api_roles.append(revoked)
+        background = roles(runtime) if settings.serve_roles else ()
+        async with run_roles([*api_roles, *background]):
             gc.freeze()  # see fastmicro.cli.run_worker
             log.info("service_started", http_port=settings.http_port)
             yield
@@ -72,7 +88,11 @@ def create_app(
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)  # outermost: its request id covers everything
+    app.add_middleware(RequestContextMiddleware)  # its request id covers everything inside
+    if settings.forwarded_allow_ips:
+        # Outermost: the client address everything inside sees (logs, login throttling) is the
+        # proxy's X-Forwarded-For only when the peer is one of these proxies.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.include_router(_operations_router(outbox=outbox))
     for router in routers:
         app.include_router(router)

@@ -23,21 +23,35 @@ class UserCreate(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    """Only the fields present change. `null` is refused rather than read as "no change"."""
+    """Only the fields present change. `null` is refused rather than read as "no change".
+
+    A new `password` needs `current_password` beside it: a stolen access token alone cannot
+    take the account over.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
     password: Password | None = None
+    current_password: Annotated[SecretText, Field(max_length=128)] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _no_nulls(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            nulls = [key for key in ("name", "password") if key in data and data[key] is None]
+            nulls = [key for key in ("name", "password", "current_password") if key in data and data[key] is None]
             if nulls:
                 raise ValueError(f"{', '.join(nulls)} may be omitted but not null")
         return data
+
+    @model_validator(mode="after")
+    def _current_password_with_a_new_one(self) -> UserUpdate:
+        if self.password is not None and self.current_password is None:
+            raise ValueError("current_password is required to change the password")
+        return self
+
+    def current_password_value(self) -> str:
+        return "" if self.current_password is None else self.current_password.get_secret_value()
 
 
 class UserOut(BaseModel):
@@ -53,4 +67,13 @@ class UserOut(BaseModel):
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
-    expires_in: int
+    expires_in: int = Field(description="Seconds the access token is valid for.")
+    refresh_token: str = Field(description="Single use: /auth/refresh answers its successor.")
+
+
+class RefreshIn(BaseModel):
+    """The refresh token, as a form field (OAuth2 style) or a JSON member."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
