@@ -86,6 +86,7 @@ class Runtime:
             uow_factory=uow,
             prefetch=self.settings.consumer_prefetch,
             retry_delays=self.settings.consumer_retry_delays,
+            max_message_bytes=self.settings.consumer_max_message_bytes,
         )
 
     def retention_purger(self, *, outbox: bool, inbox: bool) -> RetentionPurger:

@@ -91,6 +91,15 @@ class ServiceSettings(BaseSettings):
     consumer_retry_delays: list[float] = Field(
         default=[1.0, 5.0, 30.0, 120.0], min_length=1, description="Seconds before each retry of a failed handler."
     )
+    consumer_max_message_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description=(
+            "The largest message body a consumer reads. A bigger one is dead-lettered unparsed (reason"
+            " `message too large`). The contract's biggest event, an OrderPlaced of 100 lines, is under 40 KB;"
+            " past the limit, parsing and storing whatever a sender put on the bus is all a message would buy."
+        ),
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"

@@ -9,8 +9,12 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from fastmicro.fields import SecretText, storable
+from fastmicro_contracts.users import NAME_MAX_LENGTH
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(storable)]
+# UserCreated's limit: what is accepted here is what every consumer accepts.
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(storable)
+]
 Password = Annotated[SecretText, Field(min_length=8, max_length=128)]
 
 
