@@ -12,6 +12,7 @@
 #   <service>-database      url: the service's DATABASE_URL, with that role and password
 #   fastmicro-jwt-signing   key: users' JWT_SIGNING_KEY (a private Ed25519 JWK), for users alone
 #   fastmicro-jwt-public    keys: JWT_PUBLIC_KEYS (its public JWK set), for all three services
+#   fastmicro-metrics       token: the METRICS_TOKEN the APIs require on /metrics, and Prometheus sends
 #   fastmicro-amqp          url: the services' AMQP_URL, from fastmicro-rabbitmq-default-user
 #   notifications-smtp      username, password: only when SMTP_USERNAME and SMTP_PASSWORD are set
 #                           here, for a mail server that wants a login
@@ -93,6 +94,12 @@ PY
     rm -f "$work"/jwt.der "$work"/jwt.pub.der
     make_secret fastmicro-jwt-signing Opaque "key=$(head -1 <<<"$pair")"
     make_secret fastmicro-jwt-public Opaque "keys=$(tail -1 <<<"$pair")"
+fi
+
+if exists fastmicro-metrics; then
+    echo "kept secret fastmicro-metrics"
+else
+    make_secret fastmicro-metrics Opaque "token=$(random_secret)"
 fi
 
 if exists fastmicro-amqp; then

@@ -41,7 +41,7 @@ DEPLOYMENT_REQUIRED = {
 }
 SERVICE_REQUIRED = {"notifications": {"SMTP_HOST", "SMTP_PORT"}, "users": {"JWT_SIGNING_KEY"}}
 #: Variables whose values are secret: set from Secrets, never written in a manifest.
-SECRET_VARIABLES = {"DATABASE_URL", "AMQP_URL", "JWT_SIGNING_KEY"}
+SECRET_VARIABLES = {"DATABASE_URL", "AMQP_URL", "JWT_SIGNING_KEY", "METRICS_TOKEN"}
 
 Document = dict[str, Any]
 

@@ -30,7 +30,7 @@ from .stack import (
 )
 
 ENV_EXAMPLE = ROOT / ".env.example"
-SECRET_NAMES = ("PASSWORD", "SECRET", "_KEY")
+SECRET_NAMES = ("PASSWORD", "SECRET", "_KEY", "_TOKEN")
 
 
 @pytest.fixture(scope="module")

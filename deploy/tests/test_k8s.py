@@ -75,6 +75,7 @@ def stand_in(service: str, name: str) -> str | None:
         "AMQP_URL": f"amqp://fastmicro:{secrets.token_hex(8)}@fastmicro-rabbitmq:5672/",
         "JWT_PUBLIC_KEYS": PublicKeySet.of(PRIVATE_KEY).to_json(),
         "JWT_SIGNING_KEY": PRIVATE_KEY_JSON,
+        "METRICS_TOKEN": secrets.token_hex(32),
     }.get(name)
 
 
@@ -119,6 +120,16 @@ def test_the_settings_accept_the_values_set(name: str, service: str, monkeypatch
     assert settings.http_host == "0.0.0.0"  # noqa: S104 - the pod's address, for the kubelet and the Service
     assert settings.log_format == "json"
     assert settings.environment == ("production" if name == "prod" else "development")
+
+
+@pytest.mark.parametrize(("name", "service"), CASES, ids=IDS)
+def test_the_api_gets_the_metrics_token_that_prometheus_presents(name: str, service: str) -> None:
+    """Production refuses to serve without METRICS_TOKEN; the PodMonitor scrapes with the same Secret."""
+    api = environment(name, find(overlay(name), "Deployment", f"{service}-api"))
+    [endpoint] = find(overlay(name), "PodMonitor", "fastmicro-api")["spec"]["podMetricsEndpoints"]
+
+    assert api["METRICS_TOKEN"] == {"secretKeyRef": endpoint["authorization"]["credentials"]}
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
 
 
 @pytest.mark.parametrize(("name", "service"), CASES, ids=IDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fastmicro.tokens import DEV_SIGNING_KEY, MAX_ACCESS_TOKEN_SECONDS, PublicKeySet, SigningKey
@@ -130,6 +130,21 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
+    api_docs: bool | None = Field(
+        default=None,
+        description="Serve /docs and /openapi.json. Unset: served, except with ENVIRONMENT=production.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The bearer token /metrics requires (Prometheus sends it). Unset: /metrics is open, which"
+            " production refuses for the API: the cluster's scraper holds the token, nobody else."
+        ),
+    )
+
+    def docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else self.environment != "production"
+
     @field_validator("jwt_public_keys")
     @classmethod
     def _public_keys_parse(cls, value: str) -> str:
@@ -153,6 +168,9 @@ class ServiceSettings(BaseSettings):
                     f"JWT_PUBLIC_KEYS holds the development key (or a kid marked {EXAMPLE_SECRET_MARK}):"
                     " set the production key set"
                 )
+            token = self.metrics_token.get_secret_value() if self.metrics_token else None
+            if token is not None and (len(token) < 32 or EXAMPLE_SECRET_MARK in token):
+                raise ValueError("METRICS_TOKEN must be a private value of at least 32 characters in production")
             for name, url in (("DATABASE_URL", self.database_url), ("AMQP_URL", self.amqp_url)):
                 parts = urlsplit(url)
                 password = unquote(parts.password or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -13,10 +14,12 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 from sqlalchemy import text
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from fastmicro.errors import install_error_handlers
+from fastmicro.edge import SecurityHeadersMiddleware
+from fastmicro.errors import AuthenticationError, install_error_handlers
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
 from fastmicro.outbox import OutboxLag, outbox_lag
@@ -61,6 +64,8 @@ def create_app(
     `revocations`: the service records deleted users (fastmicro.revocation): their tokens get 401.
     """
     configure_logging(settings)
+    if settings.environment == "production" and settings.metrics_token is None:
+        raise RuntimeError("METRICS_TOKEN must be set in production: /metrics is for the cluster's scraper alone")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,15 +90,25 @@ def create_app(
         await runtime.close()
         log.info("service_stopped")
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    docs = settings.docs_enabled()  # off in production unless API_DOCS turns them on
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)  # its request id covers everything inside
     if settings.forwarded_allow_ips:
         # Outermost: the client address everything inside sees (logs, login throttling) is the
         # proxy's X-Forwarded-For only when the peer is one of these proxies.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
-    app.include_router(_operations_router(outbox=outbox))
+    app.include_router(_operations_router(outbox=outbox, metrics_token=settings.metrics_token))
     for router in routers:
         app.include_router(router)
     return app
@@ -117,7 +132,7 @@ async def run_roles(roles: Sequence[BackgroundRole]) -> AsyncIterator[None]:
                     log.error("role_failed", role=task.get_name(), error=repr(task.exception()))
 
 
-def _operations_router(*, outbox: bool) -> APIRouter:
+def _operations_router(*, outbox: bool, metrics_token: SecretStr | None) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/health/live")
@@ -135,8 +150,14 @@ def _operations_router(*, outbox: bool) -> APIRouter:
             body["details"] = {"outbox_lag_seconds": round(lag.seconds, 3), "outbox_pending": lag.pending}
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
+    expected = f"Bearer {metrics_token.get_secret_value()}".encode() if metrics_token else None
+
     @router.get("/metrics", include_in_schema=False)
-    async def metrics(runtime: RuntimeDep) -> Response:
+    async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+        if expected is not None and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode(), expected
+        ):
+            raise AuthenticationError("The metrics token is required", code="not_authenticated")
         lag = await _outbox_lag(runtime) if outbox else None
         if lag is not None:  # otherwise the gauges keep their last value: the scrape never fails on it
             OUTBOX_LAG.set(lag.seconds)
