@@ -10,7 +10,7 @@
 # Needs kubectl (pointed at the cluster), openssl and python3. It makes:
 #   fastmicro-pg-<service>  kubernetes.io/basic-auth  username, password: the service's PostgreSQL role
 #   <service>-database      url: the service's DATABASE_URL, with that role and password
-#   fastmicro-jwt-signing   key: users' JWT_SIGNING_KEY (a private Ed25519 JWK), for users alone
+#   fastmicro-jwt-signing   key: users' JWT_SIGNING_KEY (a private P-256 JWK), for users alone
 #   fastmicro-jwt-public    keys: JWT_PUBLIC_KEYS (its public JWK set), for all three services
 #   fastmicro-metrics       token: the METRICS_TOKEN the APIs require on /metrics, and Prometheus sends
 #   fastmicro-amqp          url: the services' AMQP_URL, from fastmicro-rabbitmq-default-user
@@ -79,16 +79,20 @@ if exists fastmicro-jwt-signing || exists fastmicro-jwt-public; then
     }
     echo "kept secrets fastmicro-jwt-signing, fastmicro-jwt-public"
 else
-    # An Ed25519 key by openssl; its raw halves are the last 32 bytes of the DER forms (RFC 8410).
-    openssl genpkey -algorithm ed25519 -outform DER -out "$work/jwt.der"
+    # A P-256 key by openssl. Its JWK members are in the DER forms: the public point 04||x||y ends
+    # the SubjectPublicKeyInfo; d is the 32-byte OCTET STRING after the ECPrivateKey's version 1.
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve \
+        -outform DER -out "$work/jwt.der"
     openssl pkey -inform DER -in "$work/jwt.der" -pubout -outform DER -out "$work/jwt.pub.der"
     pair=$(python3 - "$work/jwt.der" "$work/jwt.pub.der" <<'PY'
 import base64, json, secrets, sys
-def b64(path):
-    return base64.urlsafe_b64encode(open(path, "rb").read()[-32:]).rstrip(b"=").decode()
-public = {"kty": "OKP", "crv": "Ed25519", "x": b64(sys.argv[2]), "kid": "k8s-" + secrets.token_hex(4)}
-print(json.dumps({**public, "d": b64(sys.argv[1])}))
-print(json.dumps({"keys": [{**public, "alg": "EdDSA", "use": "sig"}]}))
+b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+private, point = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()[-65:]
+assert point[0] == 4, "an uncompressed point"
+start = private.index(b"\x02\x01\x01\x04\x20") + 5
+public = {"kty": "EC", "crv": "P-256", "x": b64(point[1:33]), "y": b64(point[33:]), "kid": "k8s-" + secrets.token_hex(4)}
+print(json.dumps({**public, "d": b64(private[start:start + 32])}))
+print(json.dumps({"keys": [{**public, "alg": "ES256", "use": "sig"}]}))
 PY
 )
     rm -f "$work"/jwt.der "$work"/jwt.pub.der

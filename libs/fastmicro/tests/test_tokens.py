@@ -37,7 +37,7 @@ def verifier(*keys: SigningKey) -> TokenVerifier:
     return TokenVerifier(PublicKeySet.of(*(keys or (KEY,))), issuer=ISSUER, audience=AUDIENCE)
 
 
-def crafted(*, key: Any = None, algorithm: str = "EdDSA", headers: Any = None, drop: str = "", **overrides: Any) -> str:
+def crafted(*, key: Any = None, algorithm: str = "ES256", headers: Any = None, drop: str = "", **overrides: Any) -> str:
     """A token signed by hand, valid for `verifier()` unless an argument spoils it."""
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
@@ -63,7 +63,8 @@ def _hand_signed(header: dict[str, Any]) -> str:
     now = int(datetime.now(UTC).timestamp())
     claims = {"sub": str(uuid.uuid4()), "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300, "jti": "j"}
     signing_input = f"{_b64(header)}.{_b64(claims)}"
-    return f"{signing_input}.{_b64(KEY.key.sign(signing_input.encode()))}"  # type: ignore[call-arg]
+    signature = jwt.get_algorithm_by_name(KEY.algorithm).sign(signing_input.encode(), KEY.key)
+    return f"{signing_input}.{_b64(signature)}"
 
 
 def test_round_trip() -> None:
@@ -76,7 +77,7 @@ def test_round_trip() -> None:
     assert principal.user_id == user_id
     assert principal.token_id
     assert issued.expires_in == 600
-    assert jwt.get_unverified_header(issued.access_token) == {"alg": "EdDSA", "kid": "k1", "typ": "JWT"}
+    assert jwt.get_unverified_header(issued.access_token) == {"alg": "ES256", "kid": "k1", "typ": "JWT"}
     assert before - timedelta(seconds=1) <= principal.issued_at <= datetime.now(UTC)
     assert before + timedelta(seconds=599) <= principal.expires_at <= datetime.now(UTC) + timedelta(seconds=600)
 
@@ -87,11 +88,11 @@ def test_each_token_has_its_own_id() -> None:
     assert first.token_id != second.token_id
 
 
-def test_p256_keys_sign_with_es256() -> None:
-    key = SigningKey.from_json(new_signing_key("p1", curve="P-256"))
+def test_ed25519_keys_sign_with_eddsa() -> None:
+    key = SigningKey.from_json(new_signing_key("e1", curve="Ed25519"))
     token = signer(key).issue(uuid.uuid4()).access_token
 
-    assert jwt.get_unverified_header(token)["alg"] == "ES256"
+    assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
     assert verifier(key).verify(token)
 
 
@@ -100,7 +101,7 @@ def test_a_hand_crafted_valid_token_verifies() -> None:
     user_id = uuid.uuid4()
 
     assert verifier().verify(crafted(sub=str(user_id))).user_id == user_id
-    assert verifier().verify(_hand_signed({"alg": "EdDSA", "kid": "k1"}))
+    assert verifier().verify(_hand_signed({"alg": "ES256", "kid": "k1"}))
 
 
 _PUBLIC_X = KEY.public.jwk["x"]
@@ -113,7 +114,7 @@ _PUBLIC_X = KEY.public.jwk["x"]
         pytest.param(crafted(key=OTHER.key), id="another-key-same-kid"),
         pytest.param(crafted(key=OTHER.key, headers={"kid": "k2"}), id="unknown-kid"),
         pytest.param(crafted(headers={"typ": "JWT"}), id="no-kid"),
-        pytest.param(_hand_signed({"alg": "EdDSA", "kid": ["k1"]}), id="kid-not-a-string"),
+        pytest.param(_hand_signed({"alg": "ES256", "kid": ["k1"]}), id="kid-not-a-string"),
         # Key confusion: the public key (which anyone may read) used as an HMAC secret.
         pytest.param(crafted(key=_PUBLIC_X, algorithm="HS256"), id="hs256-with-the-public-key"),
         pytest.param(
@@ -121,8 +122,8 @@ _PUBLIC_X = KEY.public.jwk["x"]
         ),
         pytest.param(crafted(key="", algorithm="none"), id="alg-none"),
         pytest.param(
-            crafted(key=SigningKey.from_json(new_signing_key("k1", curve="P-256")).key, algorithm="ES256"),
-            id="es256-for-an-eddsa-kid",
+            crafted(key=SigningKey.from_json(new_signing_key("k1", curve="Ed25519")).key, algorithm="EdDSA"),
+            id="eddsa-for-an-es256-kid",
         ),
         pytest.param(crafted(aud="someone-else"), id="wrong-audience"),
         pytest.param(crafted(iss="someone-else"), id="wrong-issuer"),
@@ -138,7 +139,7 @@ _PUBLIC_X = KEY.public.jwk["x"]
         pytest.param(crafted(iat=10**400), id="iat-beyond-any-float"),
         pytest.param(crafted(iat=2**62), id="iat-beyond-any-date"),
         pytest.param(crafted(nbf=2**62), id="nbf-far-future"),
-        pytest.param(_b64({"alg": "EdDSA", "kid": "k1"}) + "." + _b64({"sub": "x"}) + ".", id="unsigned"),
+        pytest.param(_b64({"alg": "ES256", "kid": "k1"}) + "." + _b64({"sub": "x"}) + ".", id="unsigned"),
         pytest.param("garbage", id="garbage"),
         pytest.param("", id="empty"),
     ],
@@ -182,7 +183,7 @@ def test_the_public_set_round_trips_through_its_json() -> None:
     parsed = PublicKeySet.from_json(document)
 
     assert set(parsed.keys) == {"k1", "k2"}
-    assert all(set(key.jwk) == {"kty", "crv", "x", "kid", "alg", "use"} for key in parsed.keys.values())
+    assert all(set(key.jwk) == {"kty", "crv", "x", "y", "kid", "alg", "use"} for key in parsed.keys.values())
     token = signer(OTHER).issue(uuid.uuid4()).access_token
     assert TokenVerifier(parsed, issuer=ISSUER, audience=AUDIENCE).verify(token)
 
@@ -191,7 +192,7 @@ def test_a_signing_key_whose_public_half_does_not_match_is_refused() -> None:
     """users would otherwise publish a key that verifies none of its own signatures."""
     lying = {**json.loads(new_signing_key("k1")), "x": json.loads(new_signing_key("zz"))["x"]}
 
-    with pytest.raises(UnusableKey, match="not a valid EdDSA private key"):
+    with pytest.raises(UnusableKey, match="not a valid ES256 private key"):
         SigningKey.from_json(json.dumps(lying))
 
 
@@ -212,9 +213,9 @@ _PUBLIC = dict(KEY.public.jwk)
         (json.dumps({"keys": [json.loads(new_signing_key("k9"))]}), "private part"),
         (json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}), "only Ed25519"),
         (json.dumps({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "r"}]}), "only Ed25519"),
-        (json.dumps({"keys": [{**_PUBLIC, "alg": "HS256"}]}), "`alg` must be EdDSA"),
+        (json.dumps({"keys": [{**_PUBLIC, "alg": "HS256"}]}), "`alg` must be ES256"),
         (json.dumps({"keys": [{**_PUBLIC, "use": "enc"}]}), "`use` sig"),
-        (json.dumps({"keys": [{**_PUBLIC, "x": "short"}]}), "not a valid EdDSA public key"),
+        (json.dumps({"keys": [{**_PUBLIC, "x": "short"}]}), "not a valid ES256 public key"),
     ],
 )
 def test_unusable_public_sets_are_refused_with_the_reason(document: str, message: str) -> None:
@@ -228,7 +229,7 @@ def test_a_signing_key_must_be_private() -> None:
 
 
 def test_the_development_key_parses() -> None:
-    assert SigningKey.from_json(DEV_SIGNING_KEY).algorithm == "EdDSA"
+    assert SigningKey.from_json(DEV_SIGNING_KEY).algorithm == "ES256"
 
 
 def _keygen(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, str]:
@@ -243,7 +244,7 @@ def test_keygen_makes_a_pair_and_adds_it_beside_the_published_keys(capsys: pytes
 
     key = SigningKey.from_json(second["JWT_SIGNING_KEY"])
     published = PublicKeySet.from_json(second["JWT_PUBLIC_KEYS"])
-    assert (key.kid, key.algorithm) == ("2026-12", "EdDSA")
+    assert (key.kid, key.algorithm) == ("2026-12", "ES256")
     assert list(published.keys) == ["2026-12", "2026-11"]
     assert published.keys["2026-11"] == PublicKeySet.from_json(first["JWT_PUBLIC_KEYS"]).keys["2026-11"]
     token = signer(key).issue(uuid.uuid4()).access_token

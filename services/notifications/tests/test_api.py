@@ -79,7 +79,10 @@ async def test_listing_needs_a_valid_token(client: httpx.AsyncClient, settings: 
     expired = jwt.encode(claims, key.key, algorithm=key.algorithm, headers={"kid": key.kid})
     impostor = SigningKey.from_json(new_signing_key(key.kid))
     forged = jwt.encode(
-        {**claims, "exp": now + timedelta(hours=1)}, impostor.key, algorithm="EdDSA", headers={"kid": key.kid}
+        {**claims, "exp": now + timedelta(hours=1)},
+        impostor.key,
+        algorithm=impostor.algorithm,
+        headers={"kid": key.kid},
     )
     for token in ("garbage", expired, forged):
         response = await client.get("/notifications", headers=bearer(token))

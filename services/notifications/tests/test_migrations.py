@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import notifications.models  # noqa: F401 - the tables under test
-from fastmicro.db import Base
 from fastmicro.migrations import alembic_config
 from fastmicro.testing import migrated_database
 from fastmicro.testing.plugin import DatabaseFactory
+from fastmicro.testing.schema import model_differences
 
 TABLES = {"contacts", "notifications", "inbox", "revoked_subjects"}
-
-
-def _ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Only this service's tables: the kernel's metadata also holds the outbox, which it does not have."""
-    table = obj if type_ == "table" else getattr(obj, "table", None)
-    return table is None or table.name in TABLES
-
-
-def _differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": _ours})
-    differences: list[Any] = list(compare_metadata(context, Base.metadata))
-    return differences
 
 
 async def test_the_migration_matches_the_models_and_downgrades_cleanly(database_factory: DatabaseFactory) -> None:
@@ -37,7 +22,7 @@ async def test_the_migration_matches_the_models_and_downgrades_cleanly(database_
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            assert await conn.run_sync(_differences) == []
+            assert await conn.run_sync(model_differences, TABLES) == []
             indexes = await conn.run_sync(lambda sync: {i["name"] for i in inspect(sync).get_indexes("notifications")})
             assert {"ix_notifications_due", "ix_notifications_user_recent"} <= indexes
             trigger = await conn.scalar(

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
-from fastmicro.db import Base
+from fastmicro.testing.schema import model_differences
 
 ORDERS_TABLES = {"orders", "order_items", "deleted_users", "outbox", "inbox", "revoked_subjects"}
 
 
-def _differences(connection: Connection) -> list[Any]:
-    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-        table = obj if type_ == "table" else getattr(obj, "table", None)
-        return table is None or table.name in ORDERS_TABLES
-
-    context = MigrationContext.configure(connection, opts={"include_object": include_object, "compare_type": True})
-    return list(compare_metadata(context, Base.metadata))
-
-
 async def test_the_migrations_build_what_the_models_describe(app: FastAPI, client: httpx.AsyncClient) -> None:
     async with app.state.runtime.engine.connect() as conn:
-        assert await conn.run_sync(_differences) == []
+        assert await conn.run_sync(model_differences, ORDERS_TABLES) == []
 
 
 async def test_the_constraints_follow_the_naming_convention(app: FastAPI, client: httpx.AsyncClient) -> None:

@@ -10,15 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
 from fastmicro.tokens import PublicKey, PublicKeySet, SigningKey
 
 
-def new_key(kid: str) -> str:
-    """A fresh Ed25519 private JWK (JSON) named `kid`."""
-    jwk = OKPAlgorithm.to_jwk(Ed25519PrivateKey.generate(), as_dict=True)
+def new_key(kid: str, *, curve: str = "P-256") -> str:
+    """A fresh private JWK (JSON) named `kid`: P-256 (ES256, the default) or Ed25519 (EdDSA)."""
+    if curve == "Ed25519":
+        jwk = OKPAlgorithm.to_jwk(Ed25519PrivateKey.generate(), as_dict=True)
+    else:
+        jwk = ECAlgorithm.to_jwk(generate_private_key(SECP256R1()), as_dict=True)
     return json.dumps({**jwk, "kid": kid}, separators=(",", ":"))
 
 
@@ -26,8 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kid", required=True, help="the new key's id, e.g. prod-2026-12")
     parser.add_argument("--public-keys", default=None, help="the JWK set published now, to add the new key to")
+    parser.add_argument("--curve", choices=["P-256", "Ed25519"], default="P-256")
     args = parser.parse_args(argv)
-    private = new_key(args.kid)
+    private = new_key(args.kid, curve=args.curve)
     key = SigningKey.from_json(private)
     published: dict[str, PublicKey] = {}
     if args.public_keys:

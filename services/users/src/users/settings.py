@@ -20,7 +20,7 @@ class UsersSettings(ServiceSettings):
 
     jwt_signing_key: SecretStr = Field(
         default=SecretStr(DEV_SIGNING_KEY),
-        description="The private JWK (Ed25519 or P-256, with its `kid`) users signs access tokens with.",
+        description="The private JWK (P-256 or Ed25519, with its `kid`) users signs access tokens with.",
     )
     refresh_token_ttl_days: float = Field(
         default=14.0, gt=0, le=365, description="How long a session lasts without being used (each use renews it)."
