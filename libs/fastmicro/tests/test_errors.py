@@ -219,3 +219,16 @@ async def test_a_right_method_reaches_its_route(client: httpx.AsyncClient) -> No
     assert (await client.delete("/things/7")).status_code == 204
     assert_problem(await client.get("/things/seven"), 422, "validation_error")
 
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"name": "\xff\xfe"}', b"\xff", b"[" * 100_000 + b"]" * 100_000],
+    ids=["not-utf-8", "a-stray-byte", "nested-too-deep"],
+)
+async def test_a_body_that_cannot_be_read_is_422_not_400(client: httpx.AsyncClient, content: bytes) -> None:
+    response = await client.post("/things", content=content, headers={"content-type": "application/json"})
+
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"] == [
+        {"loc": ["body"], "msg": "There was an error parsing the body", "type": "body_unreadable"}
+    ]
