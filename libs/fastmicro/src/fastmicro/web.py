@@ -18,6 +18,7 @@ from fastmicro.errors import install_error_handlers
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.methods import MethodNotAllowedMiddleware
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
+from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
 
@@ -72,6 +73,7 @@ def create_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     install_error_handlers(app)
+    document_problems(app)
     app.add_middleware(MethodNotAllowedMiddleware)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)  # outermost: its request id covers everything
