@@ -9,16 +9,26 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from fastmicro.errors import problems
+from fastmicro.openapi import link
 from fastmicro.security import CurrentUser
 from users.dependencies import UserServiceDep
 from users.schemas import TokenOut, UserCreate, UserOut, UserUpdate
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# From a User to what can be done with it (the fuzzer's stateful tests follow them too).
+_USER = {"user_id": "$response.body#/id"}
+_USER_LINKS = {
+    "links": {
+        "GetUser": link("GET", "/users/{user_id}", **_USER),
+        "UpdateUser": link("PATCH", "/users/{user_id}", **_USER),
+        "DeleteUser": link("DELETE", "/users/{user_id}", **_USER),
+    }
+}
 
 router = APIRouter(tags=["users"])
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, responses=problems(409, 422))
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses={201: _USER_LINKS, **problems(409, 422)})
 async def register(body: UserCreate, service: UserServiceDep) -> UserOut:
     return UserOut.model_validate(await service.register(body))
 
@@ -32,7 +42,7 @@ async def issue_token(
     return TokenOut(access_token=token.access_token, expires_in=token.expires_in)
 
 
-@router.get("/users/me", responses=problems(401))
+@router.get("/users/me", responses={200: _USER_LINKS, **problems(401)})
 async def me(actor: CurrentUser, service: UserServiceDep) -> UserOut:
     return await service.me(actor)
 
