@@ -140,7 +140,7 @@ class Stack:
 
     async def raw(self, service: str) -> Process:
         """The raw twin of `service`'s hot routes (bench.raw.app)."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "JWT_SECRET": JWT.secret}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "JWT_PUBLIC_KEYS": JWT.public_keys}
         process = await self.processes.start(
             self._process(
                 f"raw-{service}",

@@ -1,4 +1,4 @@
-"""The services' JWT parameters (their defaults, with the development secret) and tokens minted with them."""
+"""The services' JWT parameters (their defaults, with the development key) and tokens minted with them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from fastmicro.security import TokenCodec
-from fastmicro.settings import DEV_JWT_SECRET, ServiceSettings
+from fastmicro.settings import DEV_PUBLIC_KEYS, ServiceSettings
+from fastmicro.tokens import DEV_SIGNING_KEY, SigningKey, TokenSigner
 
 
 def _default(name: str) -> Any:
@@ -16,29 +16,28 @@ def _default(name: str) -> Any:
 
 @dataclass(frozen=True)
 class JwtParameters:
-    secret: str
-    algorithm: str
+    signing_key: str
+    public_keys: str
     issuer: str
     audience: str
 
     def raw_args(self) -> list[str]:
-        """For bench.raw.app; the secret travels in its environment (JWT_SECRET)."""
-        return ["--jwt-algorithm", self.algorithm, "--jwt-issuer", self.issuer, "--jwt-audience", self.audience]
+        """For bench.raw.app; the public keys travel in its environment (JWT_PUBLIC_KEYS)."""
+        return ["--jwt-issuer", self.issuer, "--jwt-audience", self.audience]
 
-    def codec(self) -> TokenCodec:
+    def signer(self) -> TokenSigner:
         # Valid for the whole run, however long the host makes it.
-        return TokenCodec(
-            self.secret, algorithm=self.algorithm, issuer=self.issuer, audience=self.audience, ttl_seconds=12 * 3600
-        )
+        key = SigningKey.from_json(self.signing_key)
+        return TokenSigner(key, issuer=self.issuer, audience=self.audience, ttl_seconds=12 * 3600)
 
     def mint(self, user_ids: list[UUID]) -> list[str]:
-        codec = self.codec()
-        return [codec.issue(user_id).access_token for user_id in user_ids]
+        signer = self.signer()
+        return [signer.issue(user_id).access_token for user_id in user_ids]
 
 
 JWT = JwtParameters(
-    secret=DEV_JWT_SECRET,
-    algorithm=_default("jwt_algorithm"),
+    signing_key=DEV_SIGNING_KEY,
+    public_keys=DEV_PUBLIC_KEYS,
     issuer=_default("jwt_issuer"),
     audience=_default("jwt_audience"),
 )

@@ -27,9 +27,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastmicro.messaging import Broker
-from fastmicro.security import TokenCodec
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import app_client, publish_event
+from fastmicro.testing.tokens import signer_for
+from fastmicro.tokens import TokenSigner
 from fastmicro_contracts.users import UserCreated
 from notifications.main import create_app as notifications_app
 from notifications.settings import NotificationsSettings
@@ -147,15 +148,8 @@ class FaultStack:
         async with app_client(APPS[service](settings), base_url=f"http://{service}") as client:
             yield client
 
-    def tokens(self) -> TokenCodec:
-        settings = self.settings("orders")
-        return TokenCodec(
-            settings.jwt_secret.get_secret_value(),
-            algorithm=settings.jwt_algorithm,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            ttl_seconds=settings.jwt_ttl_seconds,
-        )
+    def tokens(self) -> TokenSigner:
+        return signer_for(self.settings("orders"))
 
     def bearer(self, user_id: uuid.UUID) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens().issue(user_id).access_token}"}

@@ -91,7 +91,8 @@ def answer(response: httpx.Response, *, during_cut: bool) -> Answer:
 async def place_elsewhere(stack: FaultStack, user_id: uuid.UUID) -> None:
     """An order placed by another orders replica, whose own link to the database is fine."""
     uow = OrdersUnitOfWork(create_session_factory(stack.engine("orders")))
-    actor = Principal(user_id=user_id, token_id="replica", expires_at=datetime.now(UTC) + timedelta(minutes=5))
+    now = datetime.now(UTC)
+    actor = Principal(user_id=user_id, token_id="replica", issued_at=now, expires_at=now + timedelta(minutes=5))
     await OrderService(uow).place(actor, OrderCreate(items=[OrderItemIn.model_validate(item) for item in ONE_ITEM]))
 
 

@@ -71,11 +71,16 @@ async def place_orders(stack: FaultStack, user_ids: Sequence[uuid.UUID], count: 
     engine = create_engine(settings)
     factory = create_session_factory(engine)
     gate = asyncio.Semaphore(concurrency)
-    expires = datetime.now(UTC) + timedelta(hours=1)
+    issued, lifetime = datetime.now(UTC), timedelta(hours=1)
     body = OrderCreate.model_validate({"items": ONE_ITEM})
 
     async def place(n: int) -> None:
-        actor = Principal(user_id=user_ids[n % len(user_ids)], token_id=f"fault-{n}", expires_at=expires)
+        actor = Principal(
+            user_id=user_ids[n % len(user_ids)],
+            token_id=f"fault-{n}",
+            issued_at=issued,
+            expires_at=issued + lifetime,
+        )
         async with gate:
             await OrderService(OrdersUnitOfWork(factory)).place(actor, body)
 

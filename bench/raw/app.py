@@ -67,9 +67,10 @@ def problem(status: int, title: str, detail: str, code: str) -> Response:
 
 
 class Tokens:
-    def __init__(self, secret: str, *, algorithm: str, issuer: str, audience: str) -> None:
-        self._secret = secret
-        self._algorithms = [algorithm]
+    """Verifies as the services do: the key named by the token's `kid`, in the JWK set, fixes the algorithm."""
+
+    def __init__(self, jwks: str, *, issuer: str, audience: str) -> None:
+        self._keys = {key.key_id: key for key in jwt.PyJWKSet.from_json(jwks).keys}
         self._issuer = issuer
         self._audience = audience
         self._options: Any = {"require": ["exp", "iat", "sub", "iss", "aud", "jti"]}
@@ -79,10 +80,13 @@ class Tokens:
         if scheme.lower() != "bearer" or not token:
             return None
         try:
+            key = self._keys.get(jwt.get_unverified_header(token).get("kid"))
+            if key is None:
+                return None
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=self._algorithms,
+                key.key,
+                algorithms=[key.algorithm_name],
                 issuer=self._issuer,
                 audience=self._audience,
                 options=self._options,
@@ -274,13 +278,10 @@ def main() -> None:
     parser.add_argument("--service", choices=["users", "orders"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database-url", required=True, help="libpq URL of the service's database")
-    parser.add_argument("--jwt-algorithm", default="HS256")
     parser.add_argument("--jwt-issuer", required=True)
     parser.add_argument("--jwt-audience", required=True)
     args = parser.parse_args()
-    tokens = Tokens(
-        os.environ["JWT_SECRET"], algorithm=args.jwt_algorithm, issuer=args.jwt_issuer, audience=args.jwt_audience
-    )
+    tokens = Tokens(os.environ["JWT_PUBLIC_KEYS"], issuer=args.jwt_issuer, audience=args.jwt_audience)
     uvicorn.run(
         create_app(args.service, args.database_url, tokens),
         host="127.0.0.1",

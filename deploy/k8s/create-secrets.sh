@@ -7,10 +7,12 @@
 #
 # It is idempotent: a Secret that exists is kept. To rotate one, delete it, run this again, then
 # restart the pods that read it (for a database password, CloudNativePG updates the role itself).
-# Needs kubectl (pointed at the cluster) and python3. It makes:
+# Needs kubectl (pointed at the cluster), openssl and python3. It makes:
 #   fastmicro-pg-<service>  kubernetes.io/basic-auth  username, password: the service's PostgreSQL role
 #   <service>-database      url: the service's DATABASE_URL, with that role and password
-#   fastmicro-jwt           secret: the JWT_SECRET all three services share
+#   fastmicro-jwt-signing   key: users' JWT_SIGNING_KEY (a private Ed25519 JWK), for users alone
+#   fastmicro-jwt-public    keys: JWT_PUBLIC_KEYS (its public JWK set), for all three services
+#   fastmicro-metrics       token: the METRICS_TOKEN the APIs require on /metrics, and Prometheus sends
 #   fastmicro-amqp          url: the services' AMQP_URL, from fastmicro-rabbitmq-default-user
 #   notifications-smtp      username, password: only when SMTP_USERNAME and SMTP_PASSWORD are set
 #                           here, for a mail server that wants a login
@@ -68,10 +70,36 @@ for service in "${services[@]}"; do
         "url=postgresql+asyncpg://$service:$(url_quote "$password")@$postgres_host:5432/$service"
 done
 
-if exists fastmicro-jwt; then
-    echo "kept secret fastmicro-jwt"
+# The pair is made together: a public set without its private key (or the reverse) is refused.
+# Rotating the key is not deleting these: see docs/operations.md, "Rotating the signing key".
+if exists fastmicro-jwt-signing || exists fastmicro-jwt-public; then
+    exists fastmicro-jwt-signing && exists fastmicro-jwt-public || {
+        echo "only one of fastmicro-jwt-signing and fastmicro-jwt-public exists: delete it to make both" >&2
+        exit 1
+    }
+    echo "kept secrets fastmicro-jwt-signing, fastmicro-jwt-public"
 else
-    make_secret fastmicro-jwt Opaque "secret=$(random_secret)"
+    # An Ed25519 key by openssl; its raw halves are the last 32 bytes of the DER forms (RFC 8410).
+    openssl genpkey -algorithm ed25519 -outform DER -out "$work/jwt.der"
+    openssl pkey -inform DER -in "$work/jwt.der" -pubout -outform DER -out "$work/jwt.pub.der"
+    pair=$(python3 - "$work/jwt.der" "$work/jwt.pub.der" <<'PY'
+import base64, json, secrets, sys
+def b64(path):
+    return base64.urlsafe_b64encode(open(path, "rb").read()[-32:]).rstrip(b"=").decode()
+public = {"kty": "OKP", "crv": "Ed25519", "x": b64(sys.argv[2]), "kid": "k8s-" + secrets.token_hex(4)}
+print(json.dumps({**public, "d": b64(sys.argv[1])}))
+print(json.dumps({"keys": [{**public, "alg": "EdDSA", "use": "sig"}]}))
+PY
+)
+    rm -f "$work"/jwt.der "$work"/jwt.pub.der
+    make_secret fastmicro-jwt-signing Opaque "key=$(head -1 <<<"$pair")"
+    make_secret fastmicro-jwt-public Opaque "keys=$(tail -1 <<<"$pair")"
+fi
+
+if exists fastmicro-metrics; then
+    echo "kept secret fastmicro-metrics"
+else
+    make_secret fastmicro-metrics Opaque "token=$(random_secret)"
 fi
 
 if exists fastmicro-amqp; then

@@ -30,8 +30,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"users": 8001, "orders": 8002, "notifications": 8003}
 OVERLAYS = ("dev", "prod")
 #: What every deployment sets, whatever the settings' defaults (those are for a developer's machine).
-DEPLOYMENT_REQUIRED = {"DATABASE_URL", "AMQP_URL", "JWT_SECRET", "ENVIRONMENT", "HTTP_HOST", "HTTP_PORT", "LOG_FORMAT"}
-SERVICE_REQUIRED = {"notifications": {"SMTP_HOST", "SMTP_PORT"}}
+DEPLOYMENT_REQUIRED = {
+    "DATABASE_URL",
+    "AMQP_URL",
+    "JWT_PUBLIC_KEYS",
+    "ENVIRONMENT",
+    "HTTP_HOST",
+    "HTTP_PORT",
+    "LOG_FORMAT",
+}
+SERVICE_REQUIRED = {"notifications": {"SMTP_HOST", "SMTP_PORT"}, "users": {"JWT_SIGNING_KEY"}}
+#: Variables whose values are secret: set from Secrets, never written in a manifest.
+SECRET_VARIABLES = {"DATABASE_URL", "AMQP_URL", "JWT_SIGNING_KEY", "METRICS_TOKEN"}
 
 Document = dict[str, Any]
 

@@ -10,6 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from fastmicro.settings import EXAMPLE_SECRET_MARK
+from fastmicro.testing.tokens import new_signing_key
+from fastmicro.tokens import PublicKeySet, SigningKey
 
 from .stack import (
     DEPLOYMENT_REQUIRED,
@@ -28,7 +30,7 @@ from .stack import (
 )
 
 ENV_EXAMPLE = ROOT / ".env.example"
-SECRET_NAMES = ("PASSWORD", "SECRET")
+SECRET_NAMES = ("PASSWORD", "SECRET", "_KEY", "_TOKEN")
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +91,15 @@ def test_notifications_send_mail_to_mailpit(compose: Document) -> None:
     assert (environment["SMTP_HOST"], environment["SMTP_PORT"]) == ("mailpit", "1025")
 
 
-def test_every_service_signs_and_verifies_tokens_with_one_secret(compose: Document) -> None:
-    secrets_used = {services_of(compose)[name]["environment"]["JWT_SECRET"] for name in SERVICES}
+def test_only_users_can_sign_and_every_service_verifies_with_its_public_key(compose: Document) -> None:
+    services = services_of(compose)
+    public_sets = {services[name]["environment"]["JWT_PUBLIC_KEYS"] for name in SERVICES}
+    holders = {name for name, service in services.items() if "JWT_SIGNING_KEY" in service.get("environment", {})}
 
-    assert len(secrets_used) == 1
+    assert len(public_sets) == 1
+    assert holders == {"users", "users-migrate", "users-worker"}
+    signing = SigningKey.from_json(services["users"]["environment"]["JWT_SIGNING_KEY"])
+    assert PublicKeySet.from_json(public_sets.pop()).keys[signing.kid] == signing.public
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -182,7 +189,7 @@ def test_every_example_secret_carries_the_mark_production_refuses() -> None:
     values = env_file_values(ENV_EXAMPLE)
     example_secrets = {name: value for name, value in values.items() if name.endswith(SECRET_NAMES)}
 
-    assert set(example_secrets) >= {"JWT_SECRET", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"}
+    assert set(example_secrets) >= {"JWT_SIGNING_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"}
     assert all(EXAMPLE_SECRET_MARK in value for value in example_secrets.values()), example_secrets
     assert values["ENVIRONMENT"] == "development"
 
@@ -193,7 +200,7 @@ def test_production_refuses_to_start_with_the_example_secrets(
 ) -> None:
     set_environment(monkeypatch, service, {**services_of(compose)[service]["environment"], "ENVIRONMENT": "production"})
 
-    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+    with pytest.raises(ValidationError, match="JWT_PUBLIC_KEYS holds the development key"):
         settings_class(service)(_env_file=None)
 
 
@@ -204,6 +211,9 @@ def test_production_starts_with_private_secrets(service: str, monkeypatch: pytes
         for name, value in env_file_values(ENV_EXAMPLE).items()
     }
     private["ENVIRONMENT"] = "production"
+    key = new_signing_key("prod-test")
+    private["JWT_SIGNING_KEY"] = f"'{key}'"
+    private["JWT_PUBLIC_KEYS"] = f"'{PublicKeySet.of(SigningKey.from_json(key)).to_json()}'"
     env_file = tmp_path / "production.env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in private.items()))
     compose = compose_config(env_file, tmp_path)

@@ -9,11 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+
+from fastmicro.tokens import PublicKeySet, SigningKey, TokenSigner, TokenVerifier
 
 from .stack import OVERLAYS, ROOT, SERVICES, find, overlay
 
@@ -133,6 +136,16 @@ def test_each_database_url_carries_its_roles_password(made: dict[str, dict[str, 
         assert (url.username, unquote(url.password or "")) == (service, role["data"]["password"])
         assert len(role["data"]["password"]) >= 32
     assert len({made[f"fastmicro-pg-{service}"]["data"]["password"] for service in SERVICES}) == 3
+
+
+def test_the_signing_key_and_the_public_set_are_one_pair(made: dict[str, dict[str, Any]]) -> None:
+    signing = SigningKey.from_json(made["fastmicro-jwt-signing"]["data"]["key"])
+    public = PublicKeySet.from_json(made["fastmicro-jwt-public"]["data"]["keys"])
+
+    token = TokenSigner(signing, issuer="i", audience="a", ttl_seconds=60).issue(uuid.uuid4()).access_token
+
+    assert TokenVerifier(public, issuer="i", audience="a").verify(token)
+    assert list(public.keys) == [signing.kid]  # and no private part: from_json refuses one
 
 
 def test_the_broker_url_is_the_operators_user_quoted(made: dict[str, dict[str, Any]]) -> None:

@@ -7,9 +7,13 @@ from typing import Any
 
 import pytest
 
+from fastmicro.testing.tokens import new_signing_key
+from fastmicro.tokens import PublicKeySet, SigningKey
+
 from .stack import (
     DEPLOYMENT_REQUIRED,
     OVERLAYS,
+    SECRET_VARIABLES,
     SERVICE_REQUIRED,
     SERVICES,
     Document,
@@ -24,6 +28,8 @@ from .stack import (
 )
 
 CASES = [(o, s) for o in OVERLAYS for s in SERVICES]
+PRIVATE_KEY_JSON = new_signing_key("k8s-test")
+PRIVATE_KEY = SigningKey.from_json(PRIVATE_KEY_JSON)
 IDS = [f"{o}-{s}" for o, s in CASES]
 
 
@@ -67,7 +73,9 @@ def stand_in(service: str, name: str) -> str | None:
     return {
         "DATABASE_URL": f"postgresql+asyncpg://{service}:{secrets.token_hex(8)}@fastmicro-pg-rw:5432/{service}",
         "AMQP_URL": f"amqp://fastmicro:{secrets.token_hex(8)}@fastmicro-rabbitmq:5672/",
-        "JWT_SECRET": secrets.token_hex(32),
+        "JWT_PUBLIC_KEYS": PublicKeySet.of(PRIVATE_KEY).to_json(),
+        "JWT_SIGNING_KEY": PRIVATE_KEY_JSON,
+        "METRICS_TOKEN": secrets.token_hex(32),
     }.get(name)
 
 
@@ -115,11 +123,21 @@ def test_the_settings_accept_the_values_set(name: str, service: str, monkeypatch
 
 
 @pytest.mark.parametrize(("name", "service"), CASES, ids=IDS)
+def test_the_api_gets_the_metrics_token_that_prometheus_presents(name: str, service: str) -> None:
+    """Production refuses to serve without METRICS_TOKEN; the PodMonitor scrapes with the same Secret."""
+    api = environment(name, find(overlay(name), "Deployment", f"{service}-api"))
+    [endpoint] = find(overlay(name), "PodMonitor", "fastmicro-api")["spec"]["podMetricsEndpoints"]
+
+    assert api["METRICS_TOKEN"] == {"secretKeyRef": endpoint["authorization"]["credentials"]}
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+
+
+@pytest.mark.parametrize(("name", "service"), CASES, ids=IDS)
 def test_secrets_are_references_never_values(name: str, service: str) -> None:
     """deploy/tests/test_create_secrets.py checks that create-secrets.sh makes each one."""
     for workload in workloads(name, service):
         for variable, value in environment(name, workload).items():
-            if variable in {"DATABASE_URL", "AMQP_URL", "JWT_SECRET"} or "PASSWORD" in variable:
+            if variable in SECRET_VARIABLES | {"JWT_PUBLIC_KEYS"} or "PASSWORD" in variable:
                 assert set(value) == {"secretKeyRef"}, (variable, value)
 
 

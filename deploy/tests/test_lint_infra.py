@@ -63,7 +63,7 @@ BROKEN = {
         "restartt",
     ),
     "compose: a secret missing from .env.example": Broken(
-        "compose-config", edit(".env.example", "\nJWT_SECRET=", "\n# JWT_SECRET="), "JWT_SECRET"
+        "compose-config", edit(".env.example", "\nJWT_PUBLIC_KEYS=", "\n# JWT_PUBLIC_KEYS="), "JWT_PUBLIC_KEYS"
     ),
     "compose: a dependency on no service (valid to the schema)": Broken(
         "compose-config",

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
+import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from sqlalchemy import Column, MetaData, String, Table, Uuid, insert, select
+from prometheus_client import REGISTRY
+from sqlalchemy import CheckConstraint, Column, MetaData, String, Table, Uuid, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from fastmicro.consumer import (
     ATTEMPT_HEADER,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ERROR_HEADER,
     REASON_HEADER,
     EventConsumer,
     NonRetryable,
@@ -25,13 +30,27 @@ from fastmicro.consumer import (
 )
 from fastmicro.db import create_session_factory
 from fastmicro.events import DomainEvent, Envelope
+from fastmicro.logging import configure_logging
 from fastmicro.messaging import Broker
 from fastmicro.outbox import outbox_table
+from fastmicro.settings import ServiceSettings
 from fastmicro.testing import publish_envelope, publish_event, publish_raw
 from fastmicro.testing.plugin import DatabaseFactory
 from fastmicro.uow import UnitOfWork
 
+RETRY_DELAYS = (0.2, 0.4)
+#: How long any promise of the consumer may take here: every retry delay, and a margin for a busy machine.
+PATIENCE = sum(RETRY_DELAYS) + 10.0
+
 effects = Table("effects", MetaData(), Column("event_id", Uuid), Column("thing_id", Uuid), Column("mode", String))
+signups = Table(
+    "signups",
+    MetaData(),
+    Column("email", String(32)),
+    Column("name", String),
+    Column("body", String),
+    CheckConstraint("body NOT LIKE 'reject%'", name="body_accepted"),
+)
 
 
 class ThingHappened(DomainEvent):
@@ -39,7 +58,7 @@ class ThingHappened(DomainEvent):
     source: ClassVar[str] = "kernel"
 
     thing_id: uuid.UUID
-    mode: str = "ok"  # ok | fail_twice | non_retryable | slow | cascade
+    mode: str = "ok"  # ok | fail_twice | always_fail | non_retryable | slow | cascade
 
 
 class ThingFollowed(DomainEvent):
@@ -49,11 +68,32 @@ class ThingFollowed(DomainEvent):
     thing_id: uuid.UUID
 
 
-ConsumerFactory = Callable[[], EventConsumer[UnitOfWork]]
+class SignedUp(DomainEvent):
+    """Personal data in plain `str` fields: what the database refuses reaches the handler."""
+
+    type: ClassVar[str] = "SignedUp"
+    source: ClassVar[str] = "kernel"
+
+    ref: uuid.UUID
+    email: str
+    name: str
+    body: str
+
+
+ConsumerFactory = Callable[..., EventConsumer[UnitOfWork]]
 failures: Counter[uuid.UUID] = Counter()
+runs: Counter[uuid.UUID] = Counter()
+
+
+async def take_signup(event: SignedUp, uow: UnitOfWork) -> None:
+    runs[event.ref] += 1
+    await uow.session.execute(insert(signups).values(email=event.email, name=event.name, body=event.body))
 
 
 async def handle(event: ThingHappened, uow: UnitOfWork) -> None:
+    runs[event.thing_id] += 1
+    if event.mode == "always_fail":
+        raise RuntimeError("failure every time")
     if event.mode == "fail_twice" and failures[event.thing_id] < 2:
         failures[event.thing_id] += 1
         raise RuntimeError("transient failure")
@@ -70,7 +110,7 @@ async def handle(event: ThingHappened, uow: UnitOfWork) -> None:
 async def engine(database_factory: DatabaseFactory) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(await database_factory("consumer"))
     async with engine.begin() as conn:
-        for table in (inbox_table, outbox_table, effects):
+        for table in (inbox_table, outbox_table, effects, signups):
             await conn.run_sync(table.create)
     yield engine
     await engine.dispose()
@@ -87,19 +127,33 @@ def make_consumer(
 ) -> ConsumerFactory:
     service = f"kernel-{uuid.uuid4().hex[:6]}"
 
-    def make() -> EventConsumer[UnitOfWork]:
+    def make(*, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> EventConsumer[UnitOfWork]:
         consumer = EventConsumer(
             test_broker,
             service=service,
-            subscriptions=[Subscription(ThingHappened, handle)],
+            subscriptions=[Subscription(ThingHappened, handle), Subscription(SignedUp, take_signup)],
             uow_factory=lambda: UnitOfWork(sessions),
-            retry_delays=[0.2, 0.4],
+            retry_delays=RETRY_DELAYS,
             prefetch=4,
+            max_message_bytes=max_message_bytes,
         )
         queues_to_delete.extend(name for name in consumer.queue_names if name not in queues_to_delete)
         return consumer
 
     return make
+
+
+@pytest.fixture
+def json_logs(kernel_settings: ServiceSettings, capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """The process's log as production writes it (JSON lines on stderr, which capsys holds); then the old one back."""
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    configure_logging(kernel_settings.model_copy(update={"log_format": "json", "log_level": "INFO"}))
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+    structlog.contextvars.unbind_contextvars("service")
 
 
 @contextlib.asynccontextmanager
@@ -259,6 +313,111 @@ async def test_a_stopped_consumer_finishes_what_it_holds_and_loses_nothing(
         for thing in things:
             await wait_effects(engine, thing)
     assert [len(await effects_of(engine, thing)) for thing in things] == [1] * len(things)
+
+
+async def test_a_message_over_the_size_limit_is_dead_lettered_unread(
+    make_consumer: ConsumerFactory, test_broker: Broker, engine: AsyncEngine
+) -> None:
+    consumer = make_consumer(max_message_bytes=4096)
+    big, after = uuid.uuid4(), uuid.uuid4()
+    # A well-formed event: only its size (an unknown field) keeps it from being handled.
+    body = json.dumps(_envelope(data={"thing_id": str(big), "padding": "x" * 4096})).encode()
+    async with running(consumer):
+        await publish_raw(test_broker, "kernel.ThingHappened", body, message_id="too-big")
+        await publish_event(test_broker, ThingHappened(thing_id=after))
+        await wait_effects(engine, after, within=PATIENCE)
+        [dead] = await dead_letters(test_broker, consumer.dead_queue_name, within=PATIENCE)
+    assert dead.headers[REASON_HEADER] == f"message too large: {len(body)} bytes, the limit is 4096"
+    assert (dead.message_id, dead.body) == ("too-big", body)
+    assert runs[big] == 0
+    assert await effects_of(engine, big) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "expected_runs"),
+    [(-100, 1), (-1, 1), ("0", 1), (1.5, 1), (True, 1), (2**40, 1), (1, 2)],
+    ids=["negative", "minus-one", "text", "float", "boolean", "absurd", "valid-one"],
+)
+async def test_the_attempt_header_never_buys_extra_runs(
+    make_consumer: ConsumerFactory, test_broker: Broker, header: object, expected_runs: int
+) -> None:
+    """Only the runtime writes the header: anything it would not write counts as the last attempt."""
+    consumer = make_consumer()
+    thing = uuid.uuid4()
+    body = json.dumps(_envelope(data={"thing_id": str(thing), "mode": "always_fail"})).encode()
+    async with running(consumer):
+        await publish_raw(test_broker, "kernel.ThingHappened", body, headers={ATTEMPT_HEADER: header})
+        [dead] = await dead_letters(test_broker, consumer.dead_queue_name, within=PATIENCE)
+    assert runs[thing] == expected_runs
+    assert dead.headers[REASON_HEADER] == "attempts exhausted"
+    assert dead.headers[ATTEMPT_HEADER] == len(RETRY_DELAYS)
+
+
+@pytest.mark.parametrize(
+    ("email", "name", "sqlstate"),
+    [("nul@example.com", "Nul\x00Name", "22021"), ("much-too-long-for-its-column@example.com", "Long", "22001")],
+    ids=["nul-in-text", "longer-than-the-column"],
+)
+async def test_data_the_database_refuses_is_dead_lettered_at_once(
+    make_consumer: ConsumerFactory, test_broker: Broker, email: str, name: str, sqlstate: str
+) -> None:
+    consumer = make_consumer()
+    ref = uuid.uuid4()
+    async with running(consumer):
+        await publish_event(test_broker, SignedUp(ref=ref, email=email, name=name, body="hello"))
+        [dead] = await dead_letters(test_broker, consumer.dead_queue_name, within=PATIENCE)
+    assert runs[ref] == 1
+    assert dead.headers[REASON_HEADER] == f"non-retryable: the database refuses the data (SQLSTATE {sqlstate})"
+    assert dead.headers[ERROR_HEADER] == f"DBAPIError (SQLSTATE {sqlstate})"
+    assert dead.headers[ATTEMPT_HEADER] == 0
+
+
+@pytest.mark.usefixtures("json_logs")
+async def test_a_failing_handler_logs_neither_the_event_data_nor_the_sql_parameters(
+    make_consumer: ConsumerFactory, test_broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each failure's text holds the statement's parameters; the log and headers get its type and SQLSTATE."""
+    consumer = make_consumer()
+    refused = SignedUp(ref=uuid.uuid4(), email="jane.roe@example.com", name="Jane Roe", body="reject: Dear Jane")
+    broken = SignedUp(ref=uuid.uuid4(), email="john.doe@example.com", name="John\x00Doe", body="Dear John")
+    async with running(consumer):
+        retried = await publish_event(test_broker, refused)  # a CHECK violation (23514): retried, then dead
+        at_once = await publish_event(test_broker, broken)  # a NUL (22021): dead at once
+        dead = await dead_letters(test_broker, consumer.dead_queue_name, within=PATIENCE, count=2)
+
+    logged = capsys.readouterr().err
+    headers = json.dumps([message.headers for message in dead], default=str)
+    for personal in ("Jane", "John", "Doe", "Roe", "example.com", "Dear", "reject"):
+        assert personal not in logged
+        assert personal not in headers
+    lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
+    failed = [line for line in lines if line["event"] == "event_handler_failed"]
+    assert [(line["message_id"], line["attempt"]) for line in failed] == [(str(retried.id), 1), (str(retried.id), 2)]
+    for line in failed:
+        assert (line["event_type"], line["handler"], line["error_type"], line["sqlstate"]) == (
+            "SignedUp",
+            "take_signup",
+            "IntegrityError",
+            "23514",
+        )
+    died = {line["message_id"]: line for line in lines if line["event"] == "event_dead_lettered"}
+    assert (died[str(retried.id)]["sqlstate"], died[str(retried.id)]["attempt"]) == ("23514", 2)
+    assert (died[str(at_once.id)]["sqlstate"], died[str(at_once.id)]["attempt"]) == ("22021", 0)
+    assert all(line["handler"] == "take_signup" for line in died.values())
+
+
+async def test_a_forged_type_is_counted_as_unknown_not_as_a_new_metric_series(
+    make_consumer: ConsumerFactory, test_broker: Broker
+) -> None:
+    consumer = make_consumer()
+    forged = f"Forged{uuid.uuid4().hex}"
+    unknown = {"event_type": "unknown", "outcome": "dead_lettered"}
+    before = REGISTRY.get_sample_value("consumer_messages_total", unknown) or 0.0
+    async with running(consumer):
+        await publish_raw(test_broker, "kernel.ThingHappened", b"{not json", type_=forged)
+        await dead_letters(test_broker, consumer.dead_queue_name, within=PATIENCE)
+    assert REGISTRY.get_sample_value("consumer_messages_total", {**unknown, "event_type": forged}) is None
+    assert REGISTRY.get_sample_value("consumer_messages_total", unknown) == before + 1
 
 
 def _envelope(*, data: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from fastmicro.consumer import (
 )
 from fastmicro.db import create_session_factory
 from fastmicro.dlq import (
+    BODY_PREVIEW_BYTES,
     REPLAYED_HEADER,
     DeadLetterQueues,
     QueueMissing,
@@ -462,6 +463,129 @@ async def test_the_services_answer_dlq_as_real_processes(
     users = await _run([sys.executable, "-m", "users", "dlq", "list"], env, tmp_path)
     assert users.returncode == 2, users.stderr
     assert "users has no event consumer" in users.stderr
+
+
+def _deep_envelope(depth: int) -> bytes:
+    """A well-formed envelope but for its data, nested `depth` lists deep."""
+    head = json.dumps({"id": str(uuid.uuid4()), "type": "ParcelSent", "version": 1, "source": "kernel"})[:-1]
+    return f'{head}, "occurred_at": "2026-11-22T10:00:00Z", "data": {"[" * depth}{"]" * depth}}}'.encode()
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A body no reader should trust, what `show` must print of it, and how the consumer's reason starts."""
+
+    body: bytes
+    shown: str
+    reason: str
+
+
+_DEEP = _deep_envelope(5_000)
+_HUGE = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'  # over the consumer's limit, and over the preview
+HOSTILE = {
+    "deep": Hostile(_DEEP, _DEEP.decode(), "unparseable envelope: <root>: Invalid JSON: recursion limit exceeded"),
+    "not-json": Hostile(b"\x00\x01 not json {", "body:\n\\x00\\x01 not json {", "unparseable envelope"),
+    "not-utf8": Hostile(b'{"id": "\xff\xfe"}', 'body:\n{"id": "\\xff\\xfe"}', "unparseable envelope"),
+    "huge": Hostile(
+        _HUGE,
+        f"\n{_HUGE[:BODY_PREVIEW_BYTES].decode()}\n… the first {BODY_PREVIEW_BYTES} bytes of {len(_HUGE)}",
+        "message too large",
+    ),
+    "terminal-escapes": Hostile(
+        b"\x1b[2J\x1b]0;owned\x07\x9b31m not json",
+        "body:\n\\x1b[2J\\x1b]0;owned\\x07\\x9b31m not json",
+        "unparseable envelope",
+    ),
+}
+#: What a terminal acts on: C0 controls but newline, DEL, C1 controls.
+_CONTROLS = {chr(code) for code in (*range(0x20), *range(0x7F, 0xA0))} - {"\n"}
+
+
+@pytest.fixture
+async def hostile_service(
+    test_broker: Broker,
+    engine: AsyncEngine,
+    kernel_settings: ServiceSettings,
+    test_servers: TestServers,
+    queues_to_delete: list[str],
+) -> AsyncIterator[tuple[ServiceSettings, EventConsumer[UnitOfWork]]]:
+    """A service whose real consumer runs with the settings' retry delays and message size limit."""
+    settings = kernel_settings.model_copy(
+        update={
+            "service_name": f"dlq-{uuid.uuid4().hex[:6]}",
+            "amqp_url": test_servers.amqp_url,
+            "consumer_retry_delays": [0.2],
+        }
+    )
+    sessions: async_sessionmaker[Any] = create_session_factory(engine)
+    consumer = EventConsumer(
+        test_broker,
+        service=settings.service_name,
+        subscriptions=SUBSCRIPTIONS,
+        uow_factory=lambda: UnitOfWork(sessions),
+        retry_delays=settings.consumer_retry_delays,
+        max_message_bytes=settings.consumer_max_message_bytes,
+    )
+    queues_to_delete.extend(consumer.queue_names)
+    channel = await test_broker.channel(publisher_confirms=False)
+    await consumer.declare(channel)
+    await channel.close()
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield settings, consumer
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+async def test_any_body_whatsoever_is_listed_shown_replayed_and_purged(
+    hostile_service: tuple[ServiceSettings, EventConsumer[UnitOfWork]],
+    test_broker: Broker,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    name: str,
+) -> None:
+    settings, consumer = hostile_service
+    hostile, queues, message_id = HOSTILE[name], DeadLetterQueues.of(consumer), str(uuid.uuid4())
+    patience = sum(settings.consumer_retry_delays) + 15.0  # each is dead-lettered at once: no retry is waited for
+
+    def roles(runtime: Runtime) -> list[BackgroundRole]:
+        return [runtime.consumer(SUBSCRIPTIONS, lambda: UnitOfWork(runtime.session_factory))]
+
+    async def dlq(*argv: str) -> str:
+        assert await cli(settings, roles, "dlq", *argv) == 0, argv
+        out = capsys.readouterr().out
+        assert not _CONTROLS & set(out)
+        return out
+
+    await publish_raw(test_broker, ParcelSent.routing_key(), hostile.body, message_id=message_id)
+    await wait_depth(test_broker, queues.dead_queue, 1, within=patience)
+
+    assert message_id in await dlq("list")
+    [listed] = json.loads(await dlq("list", "--json"))["dead_letters"]
+    assert listed["reason"].startswith(hostile.reason)
+
+    shown = await dlq("show", message_id)
+    assert hostile.shown in shown
+    assert len(shown) < BODY_PREVIEW_BYTES + 5_000
+    document = json.loads(await dlq("show", message_id, "--json"))
+    assert (document["body_bytes"], document["body_truncated"]) == (
+        len(hostile.body),
+        len(hostile.body) > BODY_PREVIEW_BYTES,
+    )
+    assert document["body_json"] is None
+    await dlq("show", message_id, "--save-body", str(tmp_path / "body"))
+    assert (tmp_path / "body").read_bytes() == hostile.body
+
+    assert "replayed 1 dead letter(s)" in await dlq("replay", "--all")
+    async with asyncio.timeout(patience):  # the consumer refuses it again, at once
+        while not (letters := (await list_dead_letters(test_broker, queues)).letters) or letters[0].replayed != 1:
+            await asyncio.sleep(0.05)
+    assert (letters[0].message_id, letters[0].body) == (message_id, hostile.body)
+
+    assert "purged 1 dead letter(s)" in await dlq("purge", "--all", "--yes")
+    assert await depth(test_broker, queues.dead_queue) == 0
 
 
 async def _run(argv: Sequence[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from fastmicro.settings import DEV_JWT_SECRET, ServiceSettings
+from fastmicro.settings import DEV_PUBLIC_KEYS, ServiceSettings
+from fastmicro.testing.tokens import new_signing_key
+from fastmicro.tokens import PublicKeySet, SigningKey
 
 DATABASE_URL = "postgresql+asyncpg://kernel@127.0.0.1:5432/kernel"
 
@@ -24,7 +26,9 @@ def test_reads_upper_cased_environment_variables(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DATABASE_URL", DATABASE_URL)
     monkeypatch.setenv("HTTP_PORT", "9001")
     monkeypatch.setenv("LOG_FORMAT", "json")
-    monkeypatch.setenv("JWT_SECRET", "e" * 40)
+    keys = PublicKeySet.of(SigningKey.from_json(new_signing_key("env-1"))).to_json()
+    monkeypatch.setenv("JWT_PUBLIC_KEYS", keys)
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", '["10.0.0.0/8"]')
 
     settings = ServiceSettings(_env_file=None)  # required fields come from the env
 
@@ -32,7 +36,8 @@ def test_reads_upper_cased_environment_variables(monkeypatch: pytest.MonkeyPatch
     assert settings.database_url == DATABASE_URL
     assert settings.http_port == 9001
     assert settings.log_format == "json"
-    assert settings.jwt_secret.get_secret_value() == "e" * 40
+    assert set(settings.public_keys().keys) == {"env-1"}
+    assert settings.forwarded_allow_ips == ["10.0.0.0/8"]
     assert settings.environment == "development"
 
 
@@ -50,54 +55,26 @@ def test_rejects_out_of_range_values() -> None:
         ServiceSettings(service_name="kernel-test", database_url=DATABASE_URL, http_port=0, _env_file=None)
 
 
-def test_development_accepts_the_dev_secret() -> None:
+def test_development_verifies_with_the_development_key() -> None:
     settings = ServiceSettings(service_name="kernel-test", database_url=DATABASE_URL, _env_file=None)
 
-    assert settings.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+    assert settings.jwt_public_keys == DEV_PUBLIC_KEYS
+    assert set(settings.public_keys().keys) == {"dev-only-change-me"}
 
 
-@pytest.mark.parametrize("secret", [DEV_JWT_SECRET, "x" * 31, ""], ids=["dev-secret", "31-characters", "empty"])
-def test_production_refuses_dev_and_short_secrets(secret: str) -> None:
-    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+def test_an_unusable_public_key_set_is_a_settings_error() -> None:
+    private = new_signing_key("k1")
+
+    with pytest.raises(ValidationError, match="private part"):
         ServiceSettings(
             service_name="kernel-test",
             database_url=DATABASE_URL,
-            environment="production",
-            jwt_secret=SecretStr(secret),
+            jwt_public_keys=f'{{"keys": [{private}]}}',
             _env_file=None,
         )
 
 
-def test_production_refuses_the_default_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENVIRONMENT", "production")
-
-    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
-        ServiceSettings(service_name="kernel-test", database_url=DATABASE_URL, _env_file=None)
-
-
-def test_production_accepts_a_private_secret_of_32_characters() -> None:
-    secret = "p" * 32
-
-    settings = ServiceSettings(
-        service_name="kernel-test",
-        database_url=DATABASE_URL,
-        environment="production",
-        jwt_secret=SecretStr(secret),
-        _env_file=None,
-    )
-
-    assert settings.environment == "production"
-    assert settings.jwt_secret.get_secret_value() == secret
-    assert secret not in repr(settings)
-
-
-def test_production_refuses_a_secret_shorter_than_its_algorithm_needs() -> None:
-    with pytest.raises(ValidationError):
-        ServiceSettings(
-            service_name="kernel-test",
-            database_url=DATABASE_URL,
-            environment="production",
-            jwt_algorithm="HS512",
-            jwt_secret=SecretStr("p" * 32),
-            _env_file=None,
-        )
+@pytest.mark.parametrize("ttl", [59, 3601])
+def test_access_tokens_live_minutes(ttl: int) -> None:
+    with pytest.raises(ValidationError, match="jwt_ttl_seconds"):
+        ServiceSettings(service_name="kernel-test", database_url=DATABASE_URL, jwt_ttl_seconds=ttl, _env_file=None)

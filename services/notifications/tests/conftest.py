@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastmicro.cli import declare_topology
 from fastmicro.messaging import Broker, Topology
-from fastmicro.security import TokenCodec
 from fastmicro.testing import TestServers, app_client, migrated_database
 from fastmicro.testing.plugin import DatabaseFactory, delete_topology
+from fastmicro.tokens import TokenSigner
 from notifications.main import background_roles, create_app
 from notifications.settings import NotificationsSettings
 
@@ -71,7 +71,7 @@ async def client(
 
 
 @pytest.fixture(scope="session")
-def tokens(settings: NotificationsSettings) -> TokenCodec:
+def tokens(settings: NotificationsSettings) -> TokenSigner:
     return token_codec(settings)
 
 
@@ -84,8 +84,25 @@ async def database(notifications_database: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def inbox(client: httpx.AsyncClient, tokens: TokenCodec) -> Callable[[uuid.UUID], Inbox]:
+def inbox(client: httpx.AsyncClient, tokens: TokenSigner) -> Callable[[uuid.UUID], Inbox]:
     return lambda user_id: Inbox(client, tokens, user_id)
+
+
+@pytest.fixture(scope="session")
+async def unaware_client(
+    settings: NotificationsSettings, client: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second notifications API (no roles) that has not learnt of any deletion, as every replica is
+    between a UserDeleted's commit and its next revocation reload: for reading what a deletion left."""
+    app = create_app(make_settings(**settings.model_dump(exclude={"serve_roles"}), serve_roles=False))
+    async with app_client(app, base_url="http://notifications") as unaware:
+        app.state.revocations = None
+        yield unaware
+
+
+@pytest.fixture
+def unaware_inbox(unaware_client: httpx.AsyncClient, tokens: TokenSigner) -> Callable[[uuid.UUID], Inbox]:
+    return lambda user_id: Inbox(unaware_client, tokens, user_id)
 
 
 @dataclass

@@ -20,7 +20,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fastmicro.security import TokenCodec
+from fastmicro.testing.tokens import signer_for
+from fastmicro.tokens import TokenSigner
 from fastmicro_contracts.orders import OrderLine, OrderPlaced
 from fastmicro_contracts.users import UserCreated
 from notifications.models import Notification
@@ -139,15 +140,9 @@ async def eventually_async(probe: Callable[[], Awaitable[T | None]], *, within: 
         return result
 
 
-def token_codec(settings: NotificationsSettings) -> TokenCodec:
-    """Tokens as the users service issues them (the same secret, issuer and audience)."""
-    return TokenCodec(
-        settings.jwt_secret.get_secret_value(),
-        algorithm=settings.jwt_algorithm,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        ttl_seconds=settings.jwt_ttl_seconds,
-    )
+def token_codec(settings: NotificationsSettings) -> TokenSigner:
+    """Tokens as the users service issues them (its development key, issuer and audience)."""
+    return signer_for(settings)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -157,7 +152,7 @@ def bearer(token: str) -> dict[str, str]:
 class Inbox:
     """A user's view through GET /notifications."""
 
-    def __init__(self, client: httpx.AsyncClient, tokens: TokenCodec, user_id: uuid.UUID) -> None:
+    def __init__(self, client: httpx.AsyncClient, tokens: TokenSigner, user_id: uuid.UUID) -> None:
         self._client = client
         self.headers = bearer(tokens.issue(user_id).access_token)
         self.user_id = user_id

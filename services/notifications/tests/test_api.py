@@ -12,6 +12,8 @@ import pytest
 
 from fastmicro.messaging import Broker
 from fastmicro.testing import publish_event
+from fastmicro.testing.tokens import new_signing_key
+from fastmicro.tokens import DEV_SIGNING_KEY, SigningKey
 from fastmicro_contracts.users import UserUpdated
 from notifications.settings import NotificationsSettings
 
@@ -73,9 +75,12 @@ async def test_listing_needs_a_valid_token(client: httpx.AsyncClient, settings: 
         "exp": now - timedelta(hours=1),
         "jti": uuid.uuid4().hex,
     }
-    secret = settings.jwt_secret.get_secret_value()
-    expired = jwt.encode(claims, secret, algorithm=settings.jwt_algorithm)
-    forged = jwt.encode({**claims, "exp": now + timedelta(hours=1)}, "not-the-secret-" * 3, algorithm="HS256")
+    key = SigningKey.from_json(DEV_SIGNING_KEY)
+    expired = jwt.encode(claims, key.key, algorithm=key.algorithm, headers={"kid": key.kid})
+    impostor = SigningKey.from_json(new_signing_key(key.kid))
+    forged = jwt.encode(
+        {**claims, "exp": now + timedelta(hours=1)}, impostor.key, algorithm="EdDSA", headers={"kid": key.kid}
+    )
     for token in ("garbage", expired, forged):
         response = await client.get("/notifications", headers=bearer(token))
         assert_problem(response, 401, "invalid_token")

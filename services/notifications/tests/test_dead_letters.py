@@ -8,14 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fastmicro.consumer import REASON_HEADER, ROUTING_KEY_HEADER
+from fastmicro.consumer import ATTEMPT_HEADER, REASON_HEADER, ROUTING_KEY_HEADER
 from fastmicro.messaging import Broker
 from fastmicro.testing import publish_event, publish_raw
+from notifications.settings import NotificationsSettings
 
-from .helpers import SmtpSink, contact_row, eventually_async, new_user, notification_rows
+from .helpers import SmtpSink, contact_row, eventually_async, new_user, notification_rows, unique_email
 
 
 async def take_dead_letters(broker: Broker, message_ids: set[str], *, within: float = 10.0) -> dict[str, Any]:
@@ -72,3 +74,116 @@ async def test_unparseable_and_invalid_messages_are_dead_lettered_and_the_next_i
     assert {headers[ROUTING_KEY_HEADER] for headers in dead.values()} == {"users.UserCreated"}
     assert await contact_row(database, invalid_user) is None
     assert await notification_rows(database, invalid_user) == []
+
+
+def patience(settings: NotificationsSettings) -> float:
+    """How long the consumer may take to keep a promise here: all its retries, and a margin for a busy machine."""
+    return sum(settings.consumer_retry_delays) + 10.0
+
+
+def raw_envelope(type_: str, source: str, data: dict[str, Any]) -> tuple[str, bytes]:
+    """A message id and an envelope built by hand: what no producer would send, but anyone can publish."""
+    message_id = str(uuid.uuid4())
+    envelope = {
+        "id": message_id,
+        "type": type_,
+        "version": 1,
+        "source": source,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "correlation_id": None,
+        "causation_id": None,
+        "data": data,
+    }
+    return message_id, json.dumps(envelope).encode()
+
+
+async def test_a_user_created_with_a_5_mb_name_is_dead_lettered_unread_and_nobody_is_written_to(
+    client: httpx.AsyncClient,
+    test_broker: Broker,
+    smtp_sink: SmtpSink,
+    database: AsyncEngine,
+    settings: NotificationsSettings,
+) -> None:
+    victim, email = uuid.uuid4(), unique_email("huge")
+    message_id, body = raw_envelope(
+        "UserCreated", "users", {"user_id": str(victim), "email": email, "name": "N" * 5_000_000}
+    )
+    await publish_raw(test_broker, "users.UserCreated", body, message_id=message_id)
+    user = new_user()
+    await publish_event(test_broker, user)
+
+    await smtp_sink.wait_for(user.email, within=patience(settings))
+    dead = await take_dead_letters(test_broker, {message_id}, within=patience(settings))
+    limit = settings.consumer_max_message_bytes
+    assert dead[message_id][REASON_HEADER] == f"message too large: {len(body)} bytes, the limit is {limit}"
+    assert await contact_row(database, victim) is None
+    assert await notification_rows(database, victim) == []
+    assert smtp_sink.to(email) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "N" * 101),
+        ("name", "Nul\x00Name"),
+        ("email", "nul\x00@example.com"),
+        ("email", "e" * 243 + "@example.com"),
+    ],
+    ids=["name-too-long", "nul-in-name", "nul-in-email", "email-too-long"],
+)
+@pytest.mark.usefixtures("client")
+async def test_user_data_no_producer_could_send_is_dead_lettered_at_once(
+    test_broker: Broker,
+    database: AsyncEngine,
+    settings: NotificationsSettings,
+    field: str,
+    value: str,
+) -> None:
+    """The contract's bounds (its producer's): refused at parsing, never retried, never stored or mailed."""
+    victim = uuid.uuid4()
+    data = {"user_id": str(victim), "email": unique_email("bounded"), "name": "Ada", field: value}
+    message_id, body = raw_envelope("UserCreated", "users", data)
+    await publish_raw(test_broker, "users.UserCreated", body, message_id=message_id)
+
+    dead = await take_dead_letters(test_broker, {message_id}, within=patience(settings))
+    assert dead[message_id][REASON_HEADER].startswith(f"invalid UserCreated v1 data: {field}: ")
+    assert dead[message_id][ATTEMPT_HEADER] == 0
+    assert await contact_row(database, victim) is None
+    assert await notification_rows(database, victim) == []
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [{"sku": "NUL\x00SKU", "quantity": 1, "unit_price": 100}],
+        [{"sku": "S" * 65, "quantity": 1, "unit_price": 100}],
+        [{"sku": "SKU", "quantity": 1, "unit_price": 1}] * 101,
+    ],
+    ids=["nul-in-sku", "sku-too-long", "too-many-lines"],
+)
+@pytest.mark.usefixtures("client")
+async def test_an_order_no_producer_could_send_is_dead_lettered_at_once_and_mails_nothing(
+    test_broker: Broker,
+    smtp_sink: SmtpSink,
+    database: AsyncEngine,
+    settings: NotificationsSettings,
+    *,
+    lines: list[dict[str, Any]],
+) -> None:
+    user = new_user()
+    await publish_event(test_broker, user)
+    await smtp_sink.wait_for(user.email, within=patience(settings))  # the contact is known: the order would go out
+    data = {
+        "order_id": str(uuid.uuid4()),
+        "user_id": str(user.user_id),
+        "items": lines,
+        "total": sum(line["quantity"] * line["unit_price"] for line in lines),
+        "currency": "EUR",
+    }
+    message_id, body = raw_envelope("OrderPlaced", "orders", data)
+    await publish_raw(test_broker, "orders.OrderPlaced", body, message_id=message_id)
+
+    dead = await take_dead_letters(test_broker, {message_id}, within=patience(settings))
+    assert dead[message_id][REASON_HEADER].startswith("invalid OrderPlaced v1 data: items")
+    assert dead[message_id][ATTEMPT_HEADER] == 0
+    assert [row["kind"] for row in await notification_rows(database, user.user_id)] == ["welcome"]

@@ -13,6 +13,7 @@ from fastmicro.messaging import Broker
 from fastmicro.testing import publish_event
 from fastmicro_contracts.orders import OrderCancelled
 from fastmicro_contracts.users import UserDeleted, UserUpdated
+from notifications.settings import NotificationsSettings
 
 from .conftest import ServiceFactory
 from .helpers import (
@@ -32,7 +33,7 @@ Inboxes = Callable[[uuid.UUID], Inbox]
 
 
 async def test_a_deleted_user_is_erased_and_stays_erased(
-    client: httpx.AsyncClient, test_broker: Broker, smtp_sink: SmtpSink, inbox: Inboxes, database: AsyncEngine
+    test_broker: Broker, smtp_sink: SmtpSink, inbox: Inboxes, unaware_inbox: Inboxes, database: AsyncEngine
 ) -> None:
     user = new_user(name="Ada Lovelace")
     await publish_event(test_broker, user)
@@ -43,7 +44,7 @@ async def test_a_deleted_user_is_erased_and_stays_erased(
     deleted = await publish_event(test_broker, UserDeleted(user_id=user.user_id))
     await wait_handled(database, deleted.id)
 
-    items = await inbox(user.user_id).items()
+    items = await unaware_inbox(user.user_id).items()
     assert [(item["kind"], item["recipient"], item["status"]) for item in items] == [
         ("order_placed", "", "sent"),
         ("welcome", "", "sent"),
@@ -69,14 +70,14 @@ async def test_a_deleted_user_is_erased_and_stays_erased(
     for envelope in late:
         await wait_handled(database, envelope.id)
     await asyncio.sleep(0.5)
-    assert len(await inbox(user.user_id).items()) == 2
+    assert len(await unaware_inbox(user.user_id).items()) == 2
     assert await contact_row(database, user.user_id) == contact
     assert smtp_sink.to(new_email) == []
     assert len(smtp_sink.to(user.email)) == 2
 
 
 async def test_a_user_deleted_before_being_seen_leaves_a_tombstone(
-    client: httpx.AsyncClient, test_broker: Broker, smtp_sink: SmtpSink, inbox: Inboxes, database: AsyncEngine
+    test_broker: Broker, smtp_sink: SmtpSink, inbox: Inboxes, unaware_inbox: Inboxes, database: AsyncEngine
 ) -> None:
     user = new_user()
     deleted = await publish_event(test_broker, UserDeleted(user_id=user.user_id))
@@ -92,7 +93,7 @@ async def test_a_user_deleted_before_being_seen_leaves_a_tombstone(
     await wait_handled(database, created.id)
     await wait_handled(database, placed.id)
     await asyncio.sleep(0.3)
-    assert await inbox(user.user_id).items() == []
+    assert await unaware_inbox(user.user_id).items() == []
     assert smtp_sink.to(user.email) == []
     assert await contact_row(database, user.user_id) == tombstone
 
@@ -114,8 +115,6 @@ async def test_deletion_fails_the_notifications_not_sent_yet(own_service: Servic
         await wait_handled(service.database, deleted.id)
         [row] = await notification_rows(service.database, user.user_id)
         assert (row["status"], row["last_error"], row["recipient"], row["body"]) == ("failed", "contact erased", "", "")
-        [item] = await service.inbox(user.user_id).items()
-        assert (item["status"], item["recipient"], item["sent_at"]) == ("failed", "", None)
 
         sink = await SmtpSink(port).start()
         try:
@@ -123,3 +122,29 @@ async def test_deletion_fails_the_notifications_not_sent_yet(own_service: Servic
             assert sink.collector.received == []
         finally:
             await sink.stop()
+
+
+async def test_a_deleted_users_token_gets_401(
+    client: httpx.AsyncClient,
+    test_broker: Broker,
+    inbox: Inboxes,
+    database: AsyncEngine,
+    settings: NotificationsSettings,
+) -> None:
+    """Once UserDeleted is handled, within one revocation reload; other users are not affected."""
+    user, other = new_user(), new_user()
+    for created in (user, other):
+        await publish_event(test_broker, created)
+    mine, theirs = inbox(user.user_id), inbox(other.user_id)
+    await mine.wait_sent(1)
+    assert (await client.get("/notifications", headers=mine.headers)).status_code == 200
+
+    deleted = await publish_event(test_broker, UserDeleted(user_id=user.user_id))
+    await wait_handled(database, deleted.id)
+    # The API reloads its revocations every REVOCATION_POLL_SECONDS: one reload past the commit at most.
+    async with asyncio.timeout(settings.revocation_poll_seconds * 2 + 5):
+        while (response := await client.get("/notifications", headers=mine.headers)).status_code != 401:
+            await asyncio.sleep(settings.revocation_poll_seconds / 4)
+
+    assert response.json()["code"] == "invalid_token"
+    assert len(await theirs.wait_sent(1)) == 1

@@ -17,7 +17,7 @@ from fastmicro.migrations import alembic_config
 from fastmicro.testing import migrated_database
 from fastmicro.testing.plugin import DatabaseFactory
 
-TABLES = {"contacts", "notifications", "inbox"}
+TABLES = {"contacts", "notifications", "inbox", "revoked_subjects"}
 
 
 def _ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

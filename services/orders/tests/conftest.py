@@ -11,9 +11,10 @@ from fastapi import FastAPI
 
 from fastmicro.cli import declare_topology
 from fastmicro.messaging import Broker
-from fastmicro.security import TokenCodec
 from fastmicro.testing import TestServers, app_client, migrated_database
 from fastmicro.testing.plugin import DatabaseFactory
+from fastmicro.testing.tokens import signer_for
+from fastmicro.tokens import TokenSigner
 from orders.main import background_roles, create_app
 from orders.settings import OrdersSettings
 
@@ -57,15 +58,22 @@ async def client(
 
 
 @pytest.fixture(scope="session")
-def codec(orders_settings: OrdersSettings) -> TokenCodec:
+async def unaware_client(
+    orders_settings: OrdersSettings, client: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second orders API (no roles) that has not learnt of any deletion: as every replica is between
+    a UserDeleted's commit and its next revocation reload. Tests of what orders does with a deleted
+    user's requests beyond the 401 (the placing guard, reads of their cancelled orders) use it."""
+    app = create_app(make_settings(**orders_settings.model_dump(exclude={"serve_roles"}), serve_roles=False))
+    async with app_client(app, base_url="http://orders") as unaware:
+        app.state.revocations = None
+        yield unaware
+
+
+@pytest.fixture(scope="session")
+def codec(orders_settings: OrdersSettings) -> TokenSigner:
     """Issues tokens as the users service does: orders accepts any token users would issue."""
-    return TokenCodec(
-        orders_settings.jwt_secret.get_secret_value(),
-        algorithm=orders_settings.jwt_algorithm,
-        issuer=orders_settings.jwt_issuer,
-        audience=orders_settings.jwt_audience,
-        ttl_seconds=orders_settings.jwt_ttl_seconds,
-    )
+    return signer_for(orders_settings)
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ NewCustomer = Callable[[], Customer]
 
 
 @pytest.fixture
-def new_customer(codec: TokenCodec) -> NewCustomer:
+def new_customer(codec: TokenSigner) -> NewCustomer:
     """`alice = new_customer()`: a user id of their own and a valid token for it."""
 
     def make() -> Customer:

@@ -50,6 +50,7 @@ async def test_the_migrations_downgrade_to_nothing_and_upgrade_again(database_fa
         "deleted_users",
         "outbox",
         "inbox",
+        "revoked_subjects",
         "lock_user_for_placing",
         "fastmicro_outbox_notify",
     }

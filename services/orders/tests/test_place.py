@@ -14,8 +14,9 @@ import pytest
 
 from fastmicro.db import utcnow
 from fastmicro.messaging import Broker
-from fastmicro.security import TokenCodec
 from fastmicro.testing import catch_events
+from fastmicro.testing.tokens import new_signing_key, signer_for
+from fastmicro.tokens import DEV_SIGNING_KEY, TokenSigner
 from orders.settings import OrdersSettings
 
 from .conftest import NewCustomer
@@ -257,21 +258,15 @@ async def test_place_without_a_bearer_token_is_not_authenticated(
     assert_problem(await client.post("/orders", json={"items": [ITEM]}, headers=headers), 401, "not_authenticated")
 
 
-def _codec(settings: OrdersSettings, *, secret: str | None = None, ttl_seconds: int = 60) -> TokenCodec:
-    return TokenCodec(
-        secret or settings.jwt_secret.get_secret_value(),
-        algorithm=settings.jwt_algorithm,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        ttl_seconds=ttl_seconds,
-    )
+def _codec(settings: OrdersSettings, *, key: str = DEV_SIGNING_KEY, ttl_seconds: int = 60) -> TokenSigner:
+    return signer_for(settings, key=key, ttl_seconds=ttl_seconds)
 
 
 async def test_place_refuses_a_bad_token(
     client: httpx.AsyncClient, orders_settings: OrdersSettings, test_broker: Broker
 ) -> None:
     user_id = uuid.uuid4()
-    forged = _codec(orders_settings, secret="another-secret-" + "x" * 32).issue(user_id).access_token
+    forged = _codec(orders_settings, key=new_signing_key("dev-only-change-me")).issue(user_id).access_token
     expired = _codec(orders_settings, ttl_seconds=-10).issue(user_id).access_token
     unsigned = jwt.encode({"sub": str(user_id)}, "", algorithm="none")
     async with catch_events(test_broker, "orders.#") as catcher:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from fastmicro.db import Base
 
-ORDERS_TABLES = {"orders", "order_items", "deleted_users", "outbox", "inbox"}
+ORDERS_TABLES = {"orders", "order_items", "deleted_users", "outbox", "inbox", "revoked_subjects"}
 
 
 def _differences(connection: Connection) -> list[Any]:

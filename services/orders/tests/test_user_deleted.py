@@ -18,6 +18,7 @@ from fastmicro_contracts.users import UserDeleted
 from orders.handlers import on_user_deleted
 from orders.models import DeletedUser, Order
 from orders.schemas import OrderItemIn
+from orders.settings import OrdersSettings
 from orders.uow import OrdersUnitOfWork
 
 from .conftest import Customer, NewCustomer
@@ -34,7 +35,7 @@ async def status_of(client: httpx.AsyncClient, user: Customer, order_id: str) ->
 
 
 async def test_user_deleted_cancels_that_users_placed_orders(
-    client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
+    client: httpx.AsyncClient, unaware_client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
 ) -> None:
     alice, bob = new_customer(), new_customer()
     placed = [(await place(client, alice))["id"] for _ in range(3)]
@@ -60,13 +61,13 @@ async def test_user_deleted_cancels_that_users_placed_orders(
     assert catcher.matching(of_user(bob.id)) == []
 
     for order_id in placed:
-        assert await status_of(client, alice, order_id) == "cancelled"
-    assert (await client.get(f"/orders/{already['id']}", headers=alice.auth)).json() == already  # untouched
+        assert await status_of(unaware_client, alice, order_id) == "cancelled"
+    assert (await unaware_client.get(f"/orders/{already['id']}", headers=alice.auth)).json() == already  # untouched
     assert (await client.get(f"/orders/{bobs['id']}", headers=bob.auth)).json() == bobs
 
 
 async def test_a_deleted_user_can_no_longer_place_orders(
-    client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
+    client: httpx.AsyncClient, unaware_client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
 ) -> None:
     alice, bob = new_customer(), new_customer()
     await place(client, alice)  # the control: alice could place orders before
@@ -75,25 +76,31 @@ async def test_a_deleted_user_can_no_longer_place_orders(
         await catcher.wait_for(cancelled_for_deletion(alice), within=15)
 
     async with catch_events(test_broker, "orders.OrderPlaced") as placed:
-        response = await client.post("/orders", json={"items": TWO_ITEMS}, headers=alice.auth)
+        response = await unaware_client.post("/orders", json={"items": TWO_ITEMS}, headers=alice.auth)
         body = assert_problem(response, 403, "forbidden")
         assert "deleted" in body["detail"]
         await place(client, bob)  # others still can
         await placed.wait_for(of_user(bob.id))
         await placed.settle(0.5)
     assert placed.matching(of_user(alice.id)) == []
-    assert (await client.get("/orders", headers=alice.auth)).json()["total"] == 1  # reads still answer
+    assert (await unaware_client.get("/orders", headers=alice.auth)).json()["total"] == 1  # reads still answer
 
 
 async def test_user_deleted_for_a_user_without_orders_still_forbids_placing(
-    app: FastAPI, client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    unaware_client: httpx.AsyncClient,
+    new_customer: NewCustomer,
+    test_broker: Broker,
 ) -> None:
     alice = new_customer()
     await publish_event(test_broker, UserDeleted(user_id=alice.id))
     async with asyncio.timeout(15):  # no event tells when it was handled: its row does
         while not await is_recorded_deleted(app, alice):
             await asyncio.sleep(0.05)
-    assert_problem(await client.post("/orders", json={"items": TWO_ITEMS}, headers=alice.auth), 403, "forbidden")
+    assert_problem(
+        await unaware_client.post("/orders", json={"items": TWO_ITEMS}, headers=alice.auth), 403, "forbidden"
+    )
 
 
 async def is_recorded_deleted(app: FastAPI, user: Customer) -> bool:
@@ -103,7 +110,11 @@ async def is_recorded_deleted(app: FastAPI, user: Customer) -> bool:
 
 
 async def test_the_same_user_deleted_delivered_twice_has_one_effect(
-    app: FastAPI, client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    unaware_client: httpx.AsyncClient,
+    new_customer: NewCustomer,
+    test_broker: Broker,
 ) -> None:
     alice, sentinel = new_customer(), new_customer()
     placed = [(await place(client, alice))["id"] for _ in range(2)]
@@ -131,26 +142,30 @@ async def test_the_same_user_deleted_delivered_twice_has_one_effect(
     assert sorted(
         envelope.data["order_id"] for envelope, _ in catcher.matching(cancelled_for_deletion(alice))
     ) == sorted(placed)
-    assert await status_of(client, alice, str(late.id)) == "placed"
+    assert await status_of(unaware_client, alice, str(late.id)) == "placed"
 
 
 async def test_an_order_placed_while_the_deletion_is_handled_waits_for_it_and_is_refused(
-    app: FastAPI, client: httpx.AsyncClient, new_customer: NewCustomer
+    app: FastAPI, client: httpx.AsyncClient, unaware_client: httpx.AsyncClient, new_customer: NewCustomer
 ) -> None:
     """The deletion holds the user's lock: placing waits, then sees the deletion that committed meanwhile."""
     alice = new_customer()
     async with OrdersUnitOfWork(app.state.runtime.session_factory) as uow:
         await on_user_deleted(UserDeleted(user_id=alice.id), uow)
-        placing = asyncio.create_task(client.post("/orders", json={"items": TWO_ITEMS}, headers=alice.auth))
+        placing = asyncio.create_task(unaware_client.post("/orders", json={"items": TWO_ITEMS}, headers=alice.auth))
         await wait_for_a_lock_waiter(app.state.runtime.engine)
         assert not placing.done()
         await uow.commit()
     assert_problem(await placing, 403, "forbidden")
-    assert (await client.get("/orders", headers=alice.auth)).json()["total"] == 0
+    assert (await unaware_client.get("/orders", headers=alice.auth)).json()["total"] == 0
 
 
 async def test_a_deletion_arriving_while_an_order_is_placed_waits_for_it_and_cancels_it(
-    app: FastAPI, client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    unaware_client: httpx.AsyncClient,
+    new_customer: NewCustomer,
+    test_broker: Broker,
 ) -> None:
     """Placing holds the user's lock (shared) to commit: the deletion waits, then sees the order and cancels it."""
     alice = new_customer()
@@ -166,11 +181,11 @@ async def test_a_deletion_arriving_while_an_order_is_placed_waits_for_it_and_can
             await wait_for_a_lock_waiter(app.state.runtime.engine)
             await uow.commit()
         await catcher.wait_for(of_order(order.id), within=15)
-    assert await status_of(client, alice, str(order.id)) == "cancelled"
+    assert await status_of(unaware_client, alice, str(order.id)) == "cancelled"
 
 
 async def test_a_user_deleted_with_fields_it_does_not_know_is_handled(
-    client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
+    client: httpx.AsyncClient, unaware_client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker
 ) -> None:
     alice = new_customer()
     order = await place(client, alice)
@@ -179,7 +194,7 @@ async def test_a_user_deleted_with_fields_it_does_not_know_is_handled(
     async with catch_events(test_broker, "orders.OrderCancelled") as catcher:
         await publish_envelope(test_broker, newer)
         await catcher.wait_for(of_order(order["id"]), within=15)
-    assert await status_of(client, alice, order["id"]) == "cancelled"
+    assert await status_of(unaware_client, alice, order["id"]) == "cancelled"
 
 
 async def test_an_unparseable_user_deleted_is_dead_lettered_and_the_next_one_handled(
@@ -220,3 +235,30 @@ async def test_an_unparseable_user_deleted_is_dead_lettered_and_the_next_one_han
     finally:
         await channel.close()
     assert sorted(reason.split(":")[0] for reason in reasons) == ["invalid UserDeleted v1 data", "unparseable envelope"]
+
+
+async def test_a_deleted_users_token_gets_401_on_every_endpoint(
+    client: httpx.AsyncClient, new_customer: NewCustomer, test_broker: Broker, orders_settings: OrdersSettings
+) -> None:
+    """Once UserDeleted is handled, within one revocation reload; other users are not affected."""
+    alice, bob = new_customer(), new_customer()
+    order = await place(client, alice)
+    bobs = await place(client, bob)
+
+    async with catch_events(test_broker, "orders.OrderCancelled") as catcher:
+        await publish_event(test_broker, UserDeleted(user_id=alice.id))
+        await catcher.wait_for(cancelled_for_deletion(alice), count=1, within=15)  # handled and committed
+    # The API reloads its revocations every REVOCATION_POLL_SECONDS: one reload past the commit at most.
+    async with asyncio.timeout(orders_settings.revocation_poll_seconds * 2 + 5):
+        while (await client.get("/orders", headers=alice.auth)).status_code != 401:
+            await asyncio.sleep(orders_settings.revocation_poll_seconds / 4)
+
+    for method, path in [
+        ("GET", "/orders"),
+        ("GET", f"/orders/{order['id']}"),
+        ("POST", "/orders"),
+        ("POST", f"/orders/{order['id']}/cancel"),
+    ]:
+        body = {"items": TWO_ITEMS} if path == "/orders" and method == "POST" else None
+        assert_problem(await client.request(method, path, json=body, headers=alice.auth), 401, "invalid_token")
+    assert assert_order(await client.get(f"/orders/{bobs['id']}", headers=bob.auth))["id"] == bobs["id"]

@@ -40,6 +40,10 @@ def make_settings(**overrides: Any) -> UsersSettings:
         "password_hash_parallelism": 1,
         "outbox_poll_interval": 1.0,
         "outbox_max_backoff": 1.0,
+        # The session app sees every test's logins from one client address; throttling has its own tests.
+        "login_failures_per_address": 1_000_000,
+        "login_failures_per_account": 1_000_000,
+        "login_failures_per_account_and_address": 1_000_000,
     }
     return UsersSettings(_env_file=None, **{**defaults, **overrides})
 
@@ -58,6 +62,7 @@ class Account:
     password: str
     token: str
     body: dict[str, Any]
+    refresh_token: str = ""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -79,6 +84,9 @@ def register(client: httpx.AsyncClient) -> Callable[..., Awaitable[Account]]:
         token = await client.post("/auth/token", data={"username": email, "password": password})
         assert token.status_code == 200, token.text
         body = created.json()
-        return Account(uuid.UUID(body["id"]), body["email"], password, token.json()["access_token"], body)
+        tokens = token.json()
+        return Account(
+            uuid.UUID(body["id"]), body["email"], password, tokens["access_token"], body, tokens["refresh_token"]
+        )
 
     return create

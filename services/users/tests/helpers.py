@@ -11,6 +11,7 @@ import httpx
 import jwt
 
 from fastmicro.events import Envelope
+from fastmicro.tokens import SigningKey
 from users.settings import UsersSettings
 
 from .conftest import Account
@@ -93,9 +94,10 @@ def claims(
     }
 
 
-def sign(settings: UsersSettings, payload: dict[str, Any], *, secret: str | None = None) -> str:
-    key = secret if secret is not None else settings.jwt_secret.get_secret_value()
-    return jwt.encode(payload, key, algorithm=settings.jwt_algorithm)
+def sign(settings: UsersSettings, payload: dict[str, Any], *, key: str | None = None) -> str:
+    """`payload` signed with the service's key (or the private JWK `key`), as users signs it."""
+    signing = SigningKey.from_json(key if key is not None else settings.jwt_signing_key.get_secret_value())
+    return jwt.encode(payload, signing.key, algorithm=signing.algorithm, headers={"kid": signing.kid})
 
 
 def for_user(user_id: uuid.UUID | str) -> Callable[[Envelope], bool]:

@@ -9,21 +9,16 @@ import httpx
 import jwt
 import pytest
 
-from fastmicro.security import TokenCodec
+from fastmicro.testing.tokens import new_signing_key, signer_for
+from fastmicro.tokens import TokenSigner
 from users.settings import UsersSettings
 
 from .conftest import PASSWORD, unique_email
 from .helpers import Register, assert_problem, assert_user, bearer, claims, login, sign
 
 
-def codec(settings: UsersSettings, ttl_seconds: int) -> TokenCodec:
-    return TokenCodec(
-        settings.jwt_secret.get_secret_value(),
-        algorithm=settings.jwt_algorithm,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        ttl_seconds=ttl_seconds,
-    )
+def codec(settings: UsersSettings, ttl_seconds: int) -> TokenSigner:
+    return signer_for(settings, ttl_seconds=ttl_seconds)
 
 
 async def test_login_answers_a_bearer_token(
@@ -36,7 +31,7 @@ async def test_login_answers_a_bearer_token(
     # RFC 6749, 5.1: no cache may keep a token
     assert (response.headers["cache-control"], response.headers["pragma"]) == ("no-store", "no-cache")
     body = response.json()
-    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == users_settings.jwt_ttl_seconds
     me = await client.get("/users/me", headers=bearer(body["access_token"]))
@@ -132,11 +127,11 @@ async def test_me_refuses_a_garbage_token(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/users/me", headers=bearer("not.a.jwt")), 401, "invalid_token")
 
 
-async def test_me_refuses_a_token_signed_with_another_secret(
+async def test_me_refuses_a_token_signed_with_another_key_under_the_same_kid(
     client: httpx.AsyncClient, register: Register, users_settings: UsersSettings
 ) -> None:
     account = await register()
-    forged = sign(users_settings, claims(users_settings, account.id), secret="another-secret-" + "x" * 32)
+    forged = sign(users_settings, claims(users_settings, account.id), key=new_signing_key("dev-only-change-me"))
     assert_problem(await client.get("/users/me", headers=bearer(forged)), 401, "invalid_token")
 
 

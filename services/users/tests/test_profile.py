@@ -56,14 +56,31 @@ async def test_patch_renames_and_advances_updated_at(client: httpx.AsyncClient, 
     assert (await client.get("/users/me", headers=account.auth)).json() == user
 
 
-async def test_patch_changes_the_password(client: httpx.AsyncClient, register: Register) -> None:
+async def test_patch_changes_the_password_and_ends_every_session(client: httpx.AsyncClient, register: Register) -> None:
     account = await register()
+    second_session = (await login(client, account.email, PASSWORD)).json()["refresh_token"]
     new_password = "a brand new passphrase"
-    response = await client.patch(f"/users/{account.id}", json={"password": new_password}, headers=account.auth)
+    changes = {"password": new_password, "current_password": PASSWORD}
+    response = await client.patch(f"/users/{account.id}", json=changes, headers=account.auth)
     assert_user(response, email=account.email, name="Ada Lovelace")
     assert new_password not in response.text
     assert_problem(await login(client, account.email, PASSWORD), 401, "invalid_credentials")
     assert (await login(client, account.email, new_password)).status_code == 200
+    for refresh_token in (account.refresh_token, second_session):
+        assert_problem(await client.post("/auth/refresh", json={"refresh_token": refresh_token}), 401, "invalid_token")
+
+
+async def test_patch_refuses_a_new_password_with_a_wrong_current_one(
+    client: httpx.AsyncClient, register: Register
+) -> None:
+    """A stolen access token alone cannot take the account over."""
+    account = await register()
+    changes = {"password": "a brand new passphrase", "current_password": "not the password"}
+    response = await client.patch(f"/users/{account.id}", json=changes, headers=account.auth)
+    assert_problem(response, 403, "invalid_current_password")
+    assert (await login(client, account.email, PASSWORD)).status_code == 200
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert refreshed.status_code == 200, refreshed.text
 
 
 async def test_patch_with_nothing_changes_nothing(client: httpx.AsyncClient, register: Register) -> None:
@@ -83,8 +100,10 @@ async def test_patch_with_nothing_changes_nothing(client: httpx.AsyncClient, reg
         ({"name": "  "}, ["body", "name"]),
         ({"name": "n" * 101}, ["body", "name"]),
         ({"name": 123}, ["body", "name"]),
-        ({"password": "Sh0rt!x"}, ["body", "password"]),
-        ({"password": "L" * 129}, ["body", "password"]),
+        ({"password": "Sh0rt!x", "current_password": PASSWORD}, ["body", "password"]),
+        ({"password": "L" * 129, "current_password": PASSWORD}, ["body", "password"]),
+        ({"password": "a brand new passphrase"}, ["body"]),
+        ({"password": "a brand new passphrase", "current_password": None}, ["body"]),
     ],
     ids=[
         "name-null",
@@ -96,6 +115,8 @@ async def test_patch_with_nothing_changes_nothing(client: httpx.AsyncClient, reg
         "name-int",
         "password-7",
         "password-129",
+        "password-without-current",
+        "current-password-null",
     ],
 )
 async def test_patch_refuses_invalid_changes(

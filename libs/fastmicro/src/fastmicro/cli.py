@@ -78,6 +78,7 @@ def run_cli(
             http="httptools",
             log_config=None,
             server_header=False,
+            proxy_headers=False,  # the app decides whom to believe (FORWARDED_ALLOW_IPS, fastmicro.web)
             timeout_graceful_shutdown=15,
         )
     elif args.command == "worker":

@@ -15,6 +15,12 @@ inbox: a redelivered or duplicated message finds its row and is acked without ru
 A failing handler's message is re-published to the next delay queue (attempt count in a header)
 and acked only after the broker confirmed the copy; after the last delay, or at once when the
 message cannot be parsed or the handler raises `NonRetryable`, it goes to the dead-letter queue.
+
+Nothing that arrives is trusted. A body over `max_message_bytes` is dead-lettered unread; data
+the event's schema refuses (the contracts bound and check every text) is dead-lettered at once,
+and so is data the database refuses (SQLSTATE class 22); the attempt header only ever shortens
+the retries; and a failure is logged by its type and SQLSTATE, never by its text, which can hold
+the event's data (see `fastmicro.handler_errors`).
 """
 
 from __future__ import annotations
@@ -40,9 +46,35 @@ from fastmicro import context
 from fastmicro.db import Base, is_connection_error, utcnow
 from fastmicro.errors import ServiceUnavailable
 from fastmicro.events import DomainEvent, Envelope
+from fastmicro.handler_errors import (
+    NonRetryable,
+    RetryLater,
+    dead_reason,
+    failure_fields,
+    failure_text,
+    is_permanent,
+)
 from fastmicro.messaging import Broker, backoff_delay, declare_events_exchange
 from fastmicro.metrics import CONSUMER_MESSAGES
 from fastmicro.uow import UnitOfWork
+
+__all__ = [  # NonRetryable and RetryLater live in handler_errors; handlers import them from here
+    "ATTEMPT_HEADER",
+    "DEAD_AT_HEADER",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_RETRY_DELAYS",
+    "ERROR_HEADER",
+    "REASON_HEADER",
+    "ROUTING_KEY_HEADER",
+    "EventConsumer",
+    "InboxMessage",
+    "NonRetryable",
+    "RetryLater",
+    "Subscription",
+    "create_inbox",
+    "drop_inbox",
+    "inbox_table",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -53,17 +85,12 @@ ROUTING_KEY_HEADER = "x-fastmicro-routing-key"
 DEAD_AT_HEADER = "x-fastmicro-dead-at"
 
 DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0)
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+#: What a dead letter says about its death: a copy never carries an earlier (or forged) one.
+_DEATH_HEADERS = frozenset({REASON_HEADER, ERROR_HEADER, DEAD_AT_HEADER})
 
 EventT = TypeVar("EventT", bound=DomainEvent)
 UowT = TypeVar("UowT", bound=UnitOfWork)
-
-
-class NonRetryable(Exception):
-    """Raised by a handler for a message that no retry can fix: it is dead-lettered at once."""
-
-
-class RetryLater(Exception):
-    """Raised by a handler when what it needs has not arrived yet (an event ahead of its cause)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,7 @@ class EventConsumer(Generic[UowT]):
         uow_factory: Callable[[], UowT],
         prefetch: int = 16,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._broker = broker
         self._service = service
@@ -135,6 +163,9 @@ class EventConsumer(Generic[UowT]):
         self._uow_factory = uow_factory
         self._prefetch = prefetch
         self._retry_delays = tuple(retry_delays)
+        self._max_message_bytes = max_message_bytes
+        # Metric labels: a type we handle, or "unknown" (any other would be a new series per sender's whim).
+        self._known_types = {s.event.type for s in subscriptions}
         topology = broker.topology
         self.queue_name = topology.service_queue(service)
         self.dead_queue_name = f"{self.queue_name}.dead"
@@ -228,35 +259,51 @@ class EventConsumer(Generic[UowT]):
                 self._idle.set()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
-        attempt = _attempt_of(message)
-        try:
-            envelope, subscription, event = self._parse(message)
-        except _DeadLetter as dead:
-            await self._dead_letter(message, dead.reason, attempt)
-            return
-        with (
-            structlog.contextvars.bound_contextvars(
-                message_id=str(envelope.id), event_type=envelope.type, correlation_id=envelope.correlation_id
-            ),
-            _event_context(envelope),
-        ):
+        with structlog.contextvars.bound_contextvars(message_id=message.message_id):
+            attempt = self._attempt_of(message)
             try:
-                ran = await self._handle(envelope, subscription, event)
-            except NonRetryable as error:
-                await self._dead_letter(message, f"non-retryable: {error}", attempt, error)
+                envelope, subscription, event = self._parse(message)
+            except _DeadLetter as dead:
+                await self._dead_letter(message, dead.reason, attempt)
                 return
-            except Exception as error:  # noqa: BLE001 - every other failure is retried, then dead-lettered
-                await self._retry(message, attempt, error)
-                return
-            await message.ack()
-            if ran:
-                self.handled_count += 1
+            with (
+                structlog.contextvars.bound_contextvars(
+                    message_id=str(envelope.id),
+                    event_type=envelope.type,
+                    correlation_id=envelope.correlation_id,
+                    handler=subscription.name,
+                ),
+                _event_context(envelope),
+            ):
+                await self._run(message, envelope, subscription, event, attempt)
+
+    async def _run(
+        self,
+        message: AbstractIncomingMessage,
+        envelope: Envelope,
+        subscription: Subscription[Any, UowT],
+        event: DomainEvent,
+        attempt: int,
+    ) -> None:
+        try:
+            ran = await self._handle(envelope, subscription, event)
+        except Exception as error:  # noqa: BLE001 - dead-lettered when permanent, else retried
+            if is_permanent(error):
+                await self._dead_letter(message, dead_reason(error), attempt, error)
             else:
-                self.duplicate_count += 1
-            CONSUMER_MESSAGES.labels(envelope.type, "handled" if ran else "duplicate").inc()
-            log.info("event_handled" if ran else "event_duplicate_skipped", handler=subscription.name)
+                await self._retry(message, attempt, error)
+            return
+        await message.ack()
+        if ran:
+            self.handled_count += 1
+        else:
+            self.duplicate_count += 1
+        CONSUMER_MESSAGES.labels(envelope.type, "handled" if ran else "duplicate").inc()
+        log.info("event_handled" if ran else "event_duplicate_skipped")
 
     def _parse(self, message: AbstractIncomingMessage) -> tuple[Envelope, Subscription[Any, UowT], DomainEvent]:
+        if len(message.body) > self._max_message_bytes:  # refused unread: parsing is what it would cost
+            raise _DeadLetter(f"message too large: {len(message.body)} bytes, the limit is {self._max_message_bytes}")
         try:
             envelope = Envelope.model_validate_json(message.body)
         except pydantic.ValidationError as error:
@@ -290,22 +337,17 @@ class EventConsumer(Generic[UowT]):
             await self._dead_letter(message, "attempts exhausted", attempt, error)
             return
         queue = self.retry_queue_names[max(next_attempt, 1) - 1]
-        log.warning(
-            "event_handler_failed",
-            error=str(error),
-            error_type=type(error).__name__,
-            attempt=next_attempt,
-            retry_via=queue,
-        )
-        CONSUMER_MESSAGES.labels(message.type or "unknown", "retried").inc()
+        log.warning("event_handler_failed", **failure_fields(error), attempt=next_attempt, retry_via=queue)
+        CONSUMER_MESSAGES.labels(self._type_label(message), "retried").inc()
         await self._republish(message, queue, {ATTEMPT_HEADER: next_attempt})
         await message.ack()
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, attempt: int, error: BaseException | None = None
     ) -> None:
-        log.error("event_dead_lettered", reason=reason, error=repr(error) if error else None, attempt=attempt)
-        CONSUMER_MESSAGES.labels(message.type or "unknown", "dead_lettered").inc()
+        fields = failure_fields(error) if error is not None else {}
+        log.error("event_dead_lettered", reason=reason, **fields, attempt=attempt)
+        CONSUMER_MESSAGES.labels(self._type_label(message), "dead_lettered").inc()
         headers: dict[str, Any] = {
             REASON_HEADER: reason[:1000],
             ATTEMPT_HEADER: attempt,
@@ -313,16 +355,17 @@ class EventConsumer(Generic[UowT]):
             DEAD_AT_HEADER: utcnow().isoformat(),
         }
         if error is not None:
-            headers[ERROR_HEADER] = f"{type(error).__name__}: {error}"[:1000]
+            headers[ERROR_HEADER] = failure_text(error)[:1000]
         await self._republish(message, self.dead_queue_name, headers)
         await message.ack()
 
     async def _republish(self, message: AbstractIncomingMessage, queue: str, headers: dict[str, Any]) -> None:
         """Copy `message` to `queue` (through the default exchange) and wait for the broker's confirm."""
+        kept = {key: value for key, value in (message.headers or {}).items() if key not in _DEATH_HEADERS}
         copy = aio_pika.Message(
             message.body,
             headers={
-                **(message.headers or {}),
+                **kept,
                 ROUTING_KEY_HEADER: message.headers.get(ROUTING_KEY_HEADER) or message.routing_key or "",
                 **headers,
             },
@@ -336,6 +379,25 @@ class EventConsumer(Generic[UowT]):
         if self._channel is None:
             raise RuntimeError("the consumer is not running")
         await self._channel.default_exchange.publish(copy, routing_key=queue, timeout=10)
+
+    def _attempt_of(self, message: AbstractIncomingMessage) -> int:
+        """The attempts already made, as the header says, within 0..len(retry delays).
+
+        Only this runtime writes the header, always as a small non-negative integer. Anything
+        else (negative, not an integer) was forged or corrupted, and is read as the last attempt:
+        the message runs once more at most, and a header can never buy extra runs.
+        """
+        last = len(self._retry_delays)
+        value = (message.headers or {}).get(ATTEMPT_HEADER)
+        if value is None:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            log.warning("event_attempt_header_invalid", header_type=type(value).__name__, read_as=last)
+            return last
+        return min(value, last)
+
+    def _type_label(self, message: AbstractIncomingMessage) -> str:
+        return message.type if message.type is not None and message.type in self._known_types else "unknown"
 
 
 @contextlib.contextmanager
@@ -352,8 +414,3 @@ def _event_context(envelope: Envelope) -> Iterator[None]:
 
 def _summary(error: pydantic.ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in error.errors())[:500]
-
-
-def _attempt_of(message: AbstractIncomingMessage) -> int:
-    value = message.headers.get(ATTEMPT_HEADER)
-    return value if isinstance(value, int) else 0

@@ -146,6 +146,27 @@ def _is_transport(error: BaseException | None) -> bool:
     return False
 
 
+def sqlstate_of(error: BaseException) -> str | None:
+    """The SQLSTATE PostgreSQL (or asyncpg, for an argument it cannot encode) gave `error`, if any.
+
+    Looks through SQLAlchemy's wrapper and the chain of causes, so it works on either.
+    """
+    seen: BaseException | None = error.orig if isinstance(error, exc.DBAPIError) and error.orig else error
+    while seen is not None:
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+        seen = seen.__cause__
+    return None
+
+
+def is_data_error(error: BaseException) -> bool:
+    """True for SQLSTATE class 22, "data exception": the values themselves cannot be stored
+    (a NUL in text, text longer than its column, a number out of range), so no retry can help."""
+    state = sqlstate_of(error)
+    return state is not None and state.startswith("22")
+
+
 def unique_violation(error: exc.IntegrityError) -> str | None:
     """The name of the unique constraint `error` violated, or None for any other integrity error."""
     cause = error.orig.__cause__ if error.orig is not None else None

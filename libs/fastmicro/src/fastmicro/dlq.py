@@ -18,6 +18,12 @@ the same queue, and messages that arrived during a scan stay behind the older on
 are those at the time of the scan; removing a message moves up the ones behind it. Quorum queues
 make no such promise for requeued messages: do not rely on positions there.
 
+Any body at all can sit in the queue (the consumer dead-letters what it cannot read), so none is
+trusted here either: a body is parsed as JSON only up to `BODY_PREVIEW_BYTES` and with a nesting
+limit (pydantic-core's parser refuses past 200 levels, where the standard library's would raise
+RecursionError); `show` prints at most that many bytes of it, invalid UTF-8 as `\\xNN` escapes and
+control characters escaped, so no body can flood or drive the operator's terminal.
+
 Limits: every message of a scan is held in memory, and is invisible to other readers of the dead
 queue while held (two operators listing at once each see part of it). Crash safety: whatever is
 unacked returns to the queue when the connection drops; a crash between a replay's confirm and
@@ -27,7 +33,9 @@ absorbs (same message id).
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +46,7 @@ import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from pydantic_core import from_json
 
 from fastmicro.consumer import (
     ATTEMPT_HEADER,
@@ -55,8 +64,14 @@ log = structlog.get_logger(__name__)
 REPLAYED_HEADER = "x-fastmicro-replayed"
 #: When a message was dead-lettered. Read when present; the consumer does not set it (yet).
 
+#: How much of a body `show` prints, and the largest body it parses as JSON.
+BODY_PREVIEW_BYTES = 64 * 1024
+
 _PUBLISH_TIMEOUT = 10.0
 _REASON_WIDTH = 60
+_NAME_WIDTH = 80
+# C0 and C1 controls and DEL, but for newline and tab: a terminal would act on them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class QueueMissing(Exception):
@@ -127,12 +142,19 @@ class DeadLetter:
 
     @property
     def body_json(self) -> Any:
-        """The body parsed as JSON, or None when it is not JSON."""
+        """The body parsed as JSON; None when it is not JSON, is nested too deep, or is over the preview size."""
         return _parse_json(self.body)
 
     @property
+    def body_truncated(self) -> bool:
+        return len(self.body) > BODY_PREVIEW_BYTES
+
+    @property
     def body_text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
+        """At most `BODY_PREVIEW_BYTES` of the body as text; bytes that are not UTF-8 as `\\xNN`."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+        # Not final when cut: a character split by the cut is left out rather than shown as bytes.
+        return decoder.decode(self.body[:BODY_PREVIEW_BYTES], final=not self.body_truncated)
 
     def summary(self) -> dict[str, Any]:
         """What `list --json` prints per message."""
@@ -157,6 +179,8 @@ class DeadLetter:
             "timestamp": _jsonable(self.timestamp),
             "headers": _jsonable(dict(self.headers)),
             "body": self.body_text,
+            "body_bytes": len(self.body),
+            "body_truncated": self.body_truncated,
             "body_json": self.body_json,
         }
 
@@ -277,9 +301,9 @@ def render_listing(listing: Listing) -> str:
     rows = [
         (
             str(letter.position),
-            letter.message_id or "-",
-            letter.event_type or "-",
-            letter.routing_key or "-",
+            _printable(letter.message_id or "-"),
+            _truncate(letter.event_type or "-", _NAME_WIDTH),
+            _truncate(letter.routing_key or "-", _NAME_WIDTH),
             "-" if letter.attempts is None else str(letter.attempts),
             _truncate(letter.reason or "-", _REASON_WIDTH),
             letter.dead_at.isoformat(timespec="seconds") if letter.dead_at else "-",
@@ -309,14 +333,19 @@ def render_letter(letter: DeadLetter, *, copies: int = 1) -> str:
         ("correlation id", letter.correlation_id),
         ("content type", letter.content_type),
         ("timestamp", letter.timestamp.isoformat() if letter.timestamp else None),
+        ("body size", f"{len(letter.body)} bytes"),
     ]
     width = max(len(name) for name, _ in fields) + 1
-    lines = [f"{name + ':':<{width}} {'-' if value is None else value}" for name, value in fields]
+    lines = [f"{name + ':':<{width}} {'-' if value is None else _printable(str(value))}" for name, value in fields]
     lines.append("headers:")
-    lines += [f"  {key}: {json.dumps(_jsonable(value), ensure_ascii=False)}" for key, value in letter.headers.items()]
+    for key, value in letter.headers.items():
+        lines.append(_printable(f"  {key}: {json.dumps(_jsonable(value), ensure_ascii=False)}"))
     body = letter.body_json
     lines.append("body:")
-    lines.append(letter.body_text if body is None else json.dumps(body, indent=2, ensure_ascii=False))
+    lines.append(_printable(letter.body_text if body is None else json.dumps(body, indent=2, ensure_ascii=False)))
+    if letter.body_truncated:
+        size = len(letter.body)
+        lines.append(f"… the first {BODY_PREVIEW_BYTES} bytes of {size} (all of them: show --save-body FILE)")
     return "\n".join(lines)
 
 
@@ -325,7 +354,7 @@ def render_outcome(outcome: Outcome, *, verb: str, past: str, to: str | None = N
     prefix = f"would {verb}" if outcome.dry_run else past
     lines = [f"{prefix} {len(outcome.done)} dead letter(s) from {outcome.queue}" + (f" to {to}" if to else "")]
     lines += [
-        f"  {letter.message_id or '-'}  {letter.event_type or '-'}  {letter.routing_key or '-'}"
+        _printable(f"  {letter.message_id or '-'}  {letter.event_type or '-'}  {letter.routing_key or '-'}")
         for letter in outcome.done
     ]
     lines += [f"not found: {message_id}" for message_id in outcome.missing]
@@ -333,8 +362,13 @@ def render_outcome(outcome: Outcome, *, verb: str, past: str, to: str | None = N
 
 
 def _truncate(text: str, width: int) -> str:
-    text = " ".join(text.split())  # a reason can hold newlines (pydantic's messages)
+    text = _printable(" ".join(text.split()))  # a reason can hold newlines (pydantic's messages)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _printable(text: str) -> str:
+    """`text` with the control characters a terminal would act on (an escape sequence) shown as `\\xNN`."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 async def _keep(_: AbstractChannel, __: AbstractIncomingMessage, ___: DeadLetter) -> bool:
@@ -393,9 +427,12 @@ def _missing(wanted: set[str] | None, done: list[DeadLetter]) -> list[str]:
 
 
 def _parse_json(body: bytes) -> Any:
+    if len(body) > BODY_PREVIEW_BYTES:
+        return None
     try:
-        return json.loads(body)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both
+        # Not json.loads: its recursion raises RecursionError on deep nesting; this parser refuses it.
+        return from_json(body, allow_inf_nan=False)
+    except ValueError:  # not JSON, not UTF-8, or nested too deep
         return None
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiormq
@@ -34,6 +35,12 @@ def add_dlq_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     show = actions.add_parser("show", help="the headers and body of one dead letter")
     show.add_argument("message_id", metavar="message-id", help="the AMQP message id (the envelope id)")
     show.add_argument("--json", action="store_true", help="print one JSON document")
+    show.add_argument(
+        "--save-body",
+        type=Path,
+        metavar="FILE",
+        help=f"also write the body's exact bytes to FILE (the output shows the first {dlq.BODY_PREVIEW_BYTES} only)",
+    )
     show.set_defaults(check=_no_check)
 
     replay = actions.add_parser(
@@ -121,6 +128,12 @@ async def _dlq_command(runtime: Runtime, queues: dlq.DeadLetterQueues, args: arg
             _out(json.dumps({**copies[0].detail(), "copies": len(copies)}, indent=2, ensure_ascii=False))
         else:
             _out(dlq.render_letter(copies[0], copies=len(copies)))
+        if args.save_body is not None:
+            try:
+                args.save_body.write_bytes(copies[0].body)
+            except OSError as error:  # here, not with the broker's errors below
+                _err(f"cannot write the body to {args.save_body}: {error.strerror or error}")
+                return 1
         return 0
     selected = None if args.all else args.message_ids
     if args.dlq_command == "replay":

@@ -40,6 +40,10 @@ class AppError(Exception):
     def to_problem(self) -> dict[str, Any]:
         return problem(self.status, self.detail, self.code, **self.extra)
 
+    def headers(self) -> dict[str, str]:
+        """Response headers the error implies (a 429's Retry-After, say)."""
+        return {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+
 
 class NotFoundError(AppError):
     status = 404
@@ -124,8 +128,7 @@ _HTTP_CODES = {
 
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     exc = cast("AppError", exc)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem_response(exc.to_problem(), headers)
+    return problem_response(exc.to_problem(), exc.headers() or None)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,7 @@ from fastmicro.db import create_engine, create_session_factory
 from fastmicro.messaging import Broker, Publisher, Topology
 from fastmicro.outbox import OutboxRelay
 from fastmicro.retention import RetentionPurger
-from fastmicro.security import TokenCodec
+from fastmicro.tokens import TokenVerifier
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -52,7 +52,7 @@ class Runtime:
     session_factory: async_sessionmaker[AsyncSession]
     broker: Broker
     publisher: Publisher
-    tokens: TokenCodec
+    tokens: TokenVerifier
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> Runtime:
@@ -64,13 +64,7 @@ class Runtime:
             session_factory=create_session_factory(engine),
             broker=broker,
             publisher=Publisher(broker),
-            tokens=TokenCodec(
-                settings.jwt_secret.get_secret_value(),
-                algorithm=settings.jwt_algorithm,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                ttl_seconds=settings.jwt_ttl_seconds,
-            ),
+            tokens=TokenVerifier(settings.public_keys(), issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         )
 
     def outbox_relay(self) -> OutboxRelay:
@@ -92,6 +86,7 @@ class Runtime:
             uow_factory=uow,
             prefetch=self.settings.consumer_prefetch,
             retry_delays=self.settings.consumer_retry_delays,
+            max_message_bytes=self.settings.consumer_max_message_bytes,
         )
 
     def retention_purger(self, *, outbox: bool, inbox: bool) -> RetentionPurger:

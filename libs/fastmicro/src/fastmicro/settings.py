@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The signing secret that ships in the repository for development. Never valid in production.
-DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105
-#: Every secret that ships in the repository (the one above, `.env.example`) carries this mark;
-#: production refuses a JWT secret, or a DATABASE_URL / AMQP_URL password, that carries it.
+from fastmicro.tokens import DEV_SIGNING_KEY, MAX_ACCESS_TOKEN_SECONDS, PublicKeySet, SigningKey
+
+#: Every secret that ships in the repository (the development key, `.env.example`) carries this
+#: mark; production refuses a key whose `kid`, or a DATABASE_URL / AMQP_URL password, carries it.
 EXAMPLE_SECRET_MARK = "change-me"  # noqa: S105 - a marker, not a secret
+#: The public half of the development key: what every service verifies with unless told otherwise.
+DEV_PUBLIC_KEYS = PublicKeySet.of(SigningKey.from_json(DEV_SIGNING_KEY)).to_json()
+_DEV_PUBLIC_X = SigningKey.from_json(DEV_SIGNING_KEY).public.jwk["x"]
 
 Environment = Literal["development", "test", "production"]
-_MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 class ServiceSettings(BaseSettings):
@@ -28,6 +30,13 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    forwarded_allow_ips: list[str] = Field(
+        default=[],
+        description=(
+            "Addresses (or CIDR ranges) of the proxies whose X-Forwarded-For is believed for the client"
+            " address (uvicorn's --forwarded-allow-ips). Empty: the connection's peer is the client."
+        ),
+    )
 
     serve_roles: bool = Field(
         default=True,
@@ -82,15 +91,68 @@ class ServiceSettings(BaseSettings):
     consumer_retry_delays: list[float] = Field(
         default=[1.0, 5.0, 30.0, 120.0], min_length=1, description="Seconds before each retry of a failed handler."
     )
+    consumer_max_message_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description=(
+            "The largest message body a consumer reads. A bigger one is dead-lettered unparsed (reason"
+            " `message too large`). The contract's biggest event, an OrderPlaced of 100 lines, is under 40 KB;"
+            " past the limit, parsing and storing whatever a sender put on the bus is all a message would buy."
+        ),
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
 
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_public_keys: str = Field(
+        default=DEV_PUBLIC_KEYS,
+        description=(
+            "The JWK set (JSON) access tokens are verified with: public keys only, each with its `kid`."
+            " During a key rotation it holds the old and the new key (docs/operations.md)."
+        ),
+    )
     jwt_issuer: str = "fastmicro-users"
     jwt_audience: str = "fastmicro"
-    jwt_ttl_seconds: int = Field(default=3600, ge=60)
+    jwt_ttl_seconds: int = Field(
+        default=900,
+        ge=60,
+        le=MAX_ACCESS_TOKEN_SECONDS,
+        description="Lifetime of an access token: minutes, since one is only revoked by expiring (refresh tokens are).",
+    )
+
+    revocation_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description=(
+            "How often an API process reloads the deleted users whose tokens it refuses (where the service"
+            " learns of deletions): the longest a deleted user's token still reads after the event arrived."
+        ),
+    )
+
+    api_docs: bool | None = Field(
+        default=None,
+        description="Serve /docs and /openapi.json. Unset: served, except with ENVIRONMENT=production.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The bearer token /metrics requires (Prometheus sends it). Unset: /metrics is open, which"
+            " production refuses for the API: the cluster's scraper holds the token, nobody else."
+        ),
+    )
+
+    def docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else self.environment != "production"
+
+    @field_validator("jwt_public_keys")
+    @classmethod
+    def _public_keys_parse(cls, value: str) -> str:
+        PublicKeySet.from_json(value)  # UnusableKey is a ValueError: reported as a settings error
+        return value
+
+    def public_keys(self) -> PublicKeySet:
+        return PublicKeySet.from_json(self.jwt_public_keys)
 
     @model_validator(mode="after")
     def _inbox_outlives_the_retries(self) -> Self:
@@ -101,14 +163,26 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Self:
         if self.environment == "production":
-            secret = self.jwt_secret.get_secret_value()
-            needed = _MIN_SECRET_BYTES[self.jwt_algorithm]  # RFC 7518 3.2: at least the hash size
-            if secret == DEV_JWT_SECRET or EXAMPLE_SECRET_MARK in secret or len(secret.encode()) < needed:
+            if any(is_example_key(key.kid, key.jwk.get("x")) for key in self.public_keys().keys.values()):
                 raise ValueError(
-                    f"JWT_SECRET must be set to a private value of at least {needed} bytes for {self.jwt_algorithm}"
-                    " in production"
+                    f"JWT_PUBLIC_KEYS holds the development key (or a kid marked {EXAMPLE_SECRET_MARK}):"
+                    " set the production key set"
                 )
+            token = self.metrics_token.get_secret_value() if self.metrics_token else None
+            if token is not None and (len(token) < 32 or EXAMPLE_SECRET_MARK in token):
+                raise ValueError("METRICS_TOKEN must be a private value of at least 32 characters in production")
             for name, url in (("DATABASE_URL", self.database_url), ("AMQP_URL", self.amqp_url)):
-                if EXAMPLE_SECRET_MARK in unquote(urlsplit(url).password or ""):
+                parts = urlsplit(url)
+                password = unquote(parts.password or "")
+                if not password:
+                    raise ValueError(f"{name} has no password: production connects as a user with one")
+                if EXAMPLE_SECRET_MARK in password:
                     raise ValueError(f"{name} carries an example password ({EXAMPLE_SECRET_MARK}): set a private one")
+                if unquote(parts.username or "") == "guest" and password == "guest":  # noqa: S105
+                    raise ValueError(f"{name} uses the broker's default guest:guest account: create a user")
         return self
+
+
+def is_example_key(kid: str, x: str | None) -> bool:
+    """The development key (by its public part, whatever it is named) or a kid marked as an example."""
+    return EXAMPLE_SECRET_MARK in kid or x == _DEV_PUBLIC_X

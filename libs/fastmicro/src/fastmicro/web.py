@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 from sqlalchemy import text
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from fastmicro.errors import install_error_handlers
+from fastmicro.edge import SecurityHeadersMiddleware
+from fastmicro.errors import AuthenticationError, install_error_handlers
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.methods import MethodNotAllowedMiddleware
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
 from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
+from fastmicro.revocation import RevocationList
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
 
 if TYPE_CHECKING:
@@ -48,6 +54,7 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     roles: RolesFactory = relay_only,
     outbox: bool = True,
+    revocations: bool = False,
     description: str = "",
     version: str = "0.1.0",
 ) -> FastAPI:
@@ -56,28 +63,56 @@ def create_app(
     `roles(runtime)` run for the life of the app (by default the outbox relay and its retention)
     unless `settings.serve_roles` is false, where a `worker` process of their own runs them.
     `outbox`: the service has the kernel's outbox table, so readiness and /metrics report its lag.
+    `revocations`: the service records deleted users (fastmicro.revocation): their tokens get 401.
     """
     configure_logging(settings)
+    if settings.environment == "production" and settings.metrics_token is None:
+        raise RuntimeError("METRICS_TOKEN must be set in production: /metrics is for the cluster's scraper alone")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.from_settings(settings)
         app.state.runtime = runtime
-        app.state.token_codec = runtime.tokens
-        async with run_roles(roles(runtime) if settings.serve_roles else ()):
+        app.state.token_verifier = runtime.tokens
+        api_roles: list[BackgroundRole] = []
+        if revocations:
+            app.state.revocations = revoked = RevocationList(
+                runtime.engine,
+                token_ttl=timedelta(seconds=settings.jwt_ttl_seconds),
+                interval=settings.revocation_poll_seconds,
+            )
+            with contextlib.suppress(Exception):  # a database away: run() keeps trying, requests get 503
+                await revoked.refresh()
+            api_roles.append(revoked)
+        background = roles(runtime) if settings.serve_roles else ()
+        async with run_roles([*api_roles, *background]):
             gc.freeze()  # see fastmicro.cli.run_worker
             log.info("service_started", http_port=settings.http_port)
             yield
         await runtime.close()
         log.info("service_stopped")
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    docs = settings.docs_enabled()  # off in production unless API_DOCS turns them on
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     install_error_handlers(app)
     document_problems(app)
     app.add_middleware(MethodNotAllowedMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)  # outermost: its request id covers everything
-    app.include_router(_operations_router(outbox=outbox))
+    app.add_middleware(RequestContextMiddleware)  # its request id covers everything inside
+    if settings.forwarded_allow_ips:
+        # Outermost: the client address everything inside sees (logs, login throttling) is the
+        # proxy's X-Forwarded-For only when the peer is one of these proxies.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+    app.include_router(_operations_router(outbox=outbox, metrics_token=settings.metrics_token))
     for router in routers:
         app.include_router(router)
     return app
@@ -101,7 +136,7 @@ async def run_roles(roles: Sequence[BackgroundRole]) -> AsyncIterator[None]:
                     log.error("role_failed", role=task.get_name(), error=repr(task.exception()))
 
 
-def _operations_router(*, outbox: bool) -> APIRouter:
+def _operations_router(*, outbox: bool, metrics_token: SecretStr | None) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/health/live")
@@ -119,8 +154,14 @@ def _operations_router(*, outbox: bool) -> APIRouter:
             body["details"] = {"outbox_lag_seconds": round(lag.seconds, 3), "outbox_pending": lag.pending}
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
+    expected = f"Bearer {metrics_token.get_secret_value()}".encode() if metrics_token else None
+
     @router.get("/metrics", include_in_schema=False)
-    async def metrics(runtime: RuntimeDep) -> Response:
+    async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+        if expected is not None and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode(), expected
+        ):
+            raise AuthenticationError("The metrics token is required", code="not_authenticated")
         lag = await _outbox_lag(runtime) if outbox else None
         if lag is not None:  # otherwise the gauges keep their last value: the scrape never fails on it
             OUTBOX_LAG.set(lag.seconds)

@@ -18,6 +18,7 @@ import structlog
 from fastmicro import context
 from fastmicro.consumer import Subscription
 from fastmicro.db import utcnow
+from fastmicro.revocation import revoke_subject
 from fastmicro_contracts.orders import OrderCancelled, OrderPlaced
 from fastmicro_contracts.users import UserCreated, UserDeleted, UserUpdated
 from notifications import messages
@@ -44,6 +45,7 @@ async def on_user_deleted(event: UserDeleted, uow: NotificationsUnitOfWork) -> N
     contact = await uow.contacts.lock(event.user_id)  # a tombstone if the user was never seen
     contact.erase(utcnow())
     erased = await uow.notifications.erase_recipient(event.user_id)
+    await revoke_subject(uow.session, event.user_id)  # their tokens get 401 here from now on
     log.info("contact_erased", user_id=str(event.user_id), notifications=erased)
 
 

@@ -52,5 +52,6 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         ),
         routers=[router],
         roles=background_roles,
+        revocations=True,  # learns of deleted users from UserDeleted: their tokens get 401
         outbox=False,
     )

@@ -29,4 +29,5 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         description="Places and cancels orders. Publishes OrderPlaced and OrderCancelled; consumes UserDeleted.",
         routers=[router],
         roles=background_roles,
+        revocations=True,  # learns of deleted users from UserDeleted: their tokens get 401
     )

@@ -9,11 +9,8 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from fastmicro.fields import Text, WholeNumber
+from fastmicro_contracts.orders import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE, SKU_MAX_LENGTH
 from orders.currencies import ACTIVE_CURRENCIES
-
-MAX_QUANTITY = 10_000
-MAX_UNIT_PRICE = 10_000_000_000  # minor units: 100 million in a two-decimal currency
-MAX_ITEMS = 100
 
 
 def _active_currency(code: str) -> str:
@@ -22,7 +19,8 @@ def _active_currency(code: str) -> str:
     return code
 
 
-Sku = Annotated[str, Text(max_length=64)]
+# The limits are OrderPlaced's: what is accepted here is what every consumer accepts.
+Sku = Annotated[str, Text(max_length=SKU_MAX_LENGTH)]
 # Whole numbers: 5 and 5.0 are 5; "5", 5.5 and true are refused rather than read as 5 (or 1).
 Quantity = Annotated[int, WholeNumber(ge=1, le=MAX_QUANTITY)]
 UnitPrice = Annotated[int, WholeNumber(ge=0, le=MAX_UNIT_PRICE), Field(description="Minor units (cents)")]

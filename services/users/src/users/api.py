@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import ValidationError
 
 from fastmicro.errors import problems
 from fastmicro.openapi import link
 from fastmicro.security import CurrentUser
 from users.dependencies import UserServiceDep
-from users.schemas import TokenOut, UserCreate, UserOut, UserUpdate
+from users.schemas import RefreshIn, TokenOut, UserCreate, UserOut, UserUpdate
+from users.service import TokenPair
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # From a User to what can be done with it (the fuzzer's stateful tests follow them too).
@@ -33,13 +36,62 @@ async def register(body: UserCreate, service: UserServiceDep) -> UserOut:
     return UserOut.model_validate(await service.register(body))
 
 
-@router.post("/auth/token", responses=problems(401, 422))
-async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], service: UserServiceDep, response: Response
-) -> TokenOut:
-    token = await service.issue_token(form.username, form.password)
+async def _refresh_body(request: Request) -> RefreshIn:
+    """`refresh_token` from a form (as OAuth2 clients send it) or from a JSON object."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    try:
+        if media_type in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+            form = await request.form()
+            return RefreshIn.model_validate({"refresh_token": form.get("refresh_token")})
+        return RefreshIn.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from None
+
+
+_REFRESH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RefreshIn"}},
+            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/RefreshIn"}},
+        },
+    }
+}
+RefreshBody = Annotated[RefreshIn, Depends(_refresh_body)]
+
+
+def _token_out(pair: TokenPair, response: Response) -> TokenOut:
     response.headers.update(_NO_STORE)  # RFC 6749, 5.1: no cache may keep a token
-    return TokenOut(access_token=token.access_token, expires_in=token.expires_in)
+    return TokenOut(access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token)
+
+
+@router.post("/auth/token", responses=problems(401, 422, 429))
+async def issue_token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, service: UserServiceDep, response: Response
+) -> TokenOut:
+    address = request.client.host if request.client else None  # the proxy's client only if trusted (uvicorn)
+    return _token_out(await service.login(form.username, form.password, address), response)
+
+
+@router.post("/auth/refresh", responses=problems(401, 422), openapi_extra=_REFRESH_BODY)
+async def refresh_token(body: RefreshBody, service: UserServiceDep, response: Response) -> TokenOut:
+    return _token_out(await service.refresh(body.refresh_token), response)
+
+
+@router.post(
+    "/auth/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problems(422), openapi_extra=_REFRESH_BODY
+)
+async def logout(body: RefreshBody, service: UserServiceDep) -> Response:
+    await service.logout(body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/.well-known/jwks.json", tags=["keys"])
+async def jwks(request: Request, response: Response) -> dict[str, list[dict[str, str]]]:
+    """The public keys access tokens are verified with (RFC 7517), the new one ahead of a rotation."""
+    response.headers["Cache-Control"] = "public, max-age=300"
+    document: dict[str, list[dict[str, str]]] = request.app.state.jwks
+    return document
 
 
 @router.get("/users/me", responses={200: _USER_LINKS, **problems(401)})

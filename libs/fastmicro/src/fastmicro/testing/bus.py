@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import aio_pika
 
 from fastmicro.events import DomainEvent, Envelope
@@ -22,13 +25,26 @@ async def publish_envelope(broker: Broker, envelope: Envelope) -> None:
     await Publisher(broker).publish(envelope)
 
 
-async def publish_raw(broker: Broker, routing_key: str, body: bytes, *, message_id: str | None = None) -> None:
-    """Publish arbitrary bytes to the events exchange (poison messages, foreign producers)."""
+async def publish_raw(
+    broker: Broker,
+    routing_key: str,
+    body: bytes,
+    *,
+    message_id: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    type_: str | None = None,
+) -> None:
+    """Publish arbitrary bytes, with any headers and AMQP type, to the events exchange (poison, forgeries)."""
     channel = await broker.channel(publisher_confirms=True)
     try:
         exchange = await declare_events_exchange(channel, broker.topology)
         message = aio_pika.Message(
-            body, content_type="application/json", message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            body,
+            content_type="application/json",
+            message_id=message_id,
+            headers=dict(headers or {}),
+            type=type_,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         await exchange.publish(message, routing_key, mandatory=False)
     finally:

@@ -10,12 +10,15 @@ from fastapi import FastAPI
 
 
 @contextlib.asynccontextmanager
-async def app_client(app: FastAPI, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+async def app_client(
+    app: FastAPI, base_url: str = "http://testserver", *, client_address: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` running (lifespan and all), and a client whose requests come from `client_address`."""
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
             # Unexpected errors are answered as 500 problems, as in production, instead of raised.
-            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_address, 49152)),
             base_url=base_url,
         ) as client,
     ):
