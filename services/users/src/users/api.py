@@ -48,12 +48,15 @@ async def _refresh_body(request: Request) -> RefreshIn:
         raise RequestValidationError(error.errors(include_url=False)) from None
 
 
+# The schema in place: no route takes RefreshIn as its body, so FastAPI lists it in no component.
+# A form's unrecognised parameters are ignored (RFC 6749, 3.2), a JSON object's refused.
+_REFRESH_SCHEMA = RefreshIn.model_json_schema()
 _REFRESH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/RefreshIn"}},
-            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/RefreshIn"}},
+            "application/json": {"schema": _REFRESH_SCHEMA},
+            "application/x-www-form-urlencoded": {"schema": {**_REFRESH_SCHEMA, "additionalProperties": True}},
         },
     }
 }

@@ -35,12 +35,14 @@ class UserCreate(BaseModel):
     name: Name
 
 
-def _not_nullable(schema: dict[str, Any]) -> None:
-    """Document each field without the `null` its type admits (`_no_nulls` refuses it) and no default."""
+def _update_schema(schema: dict[str, Any]) -> None:
+    """Document what the validators below refuse: each field without the `null` its type admits
+    (`_no_nulls`) or a default, and `password` only beside `current_password`."""
     for name, field in schema["properties"].items():
         (value,) = (option for option in field.pop("anyOf", [field]) if option != {"type": "null"})
         field.pop("default", None)
         schema["properties"][name] = {**value, **field}
+    schema["dependentRequired"] = {"password": ["current_password"]}
 
 
 class UserUpdate(BaseModel):
@@ -50,7 +52,7 @@ class UserUpdate(BaseModel):
     take the account over.
     """
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_nullable)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
     name: Name | None = None
     password: Password | None = None
