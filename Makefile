@@ -7,7 +7,7 @@ RUN = $(UV) run --frozen
 COMPOSE ?= docker compose
 REPEAT ?= 1
 
-.PHONY: help install servers dev test e2e faults bench lint lint-infra fmt migrate up down logs ps
+.PHONY: help install servers dev test e2e faults fuzz bench lint lint-infra fmt migrate up down logs ps
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ migrate: install servers  ## create the service databases if missing and apply t
 
 test: install servers  ## every test (unit, integration, end-to-end) against real PostgreSQL and RabbitMQ
 	$(RUN) pytest
+
+fuzz: install servers  ## schemathesis against every service's OpenAPI document: no server error, nothing undocumented (tools/fuzz.toml)
+	$(RUN) python tools/fuzz.py $(ARGS)
 
 bench: install servers  ## every hot path against its raw twin, results in bench/ (SMOKE=1: every path once, in seconds)
 	$(RUN) python -m bench $(if $(SMOKE),--smoke) $(ARGS)

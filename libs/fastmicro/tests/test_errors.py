@@ -73,6 +73,21 @@ async def create_thing(thing: NewThing) -> NewThing:
     return thing
 
 
+@router.get("/things/special")
+async def special_thing() -> dict[str, str]:
+    return {"name": "special"}
+
+
+@router.get("/things/{thing_id}")
+async def get_thing(thing_id: int) -> dict[str, int]:
+    return {"id": thing_id}
+
+
+@router.delete("/things/{thing_id}", status_code=204)
+async def delete_thing(thing_id: int) -> None:
+    return None
+
+
 @pytest.fixture
 async def client(kernel_settings: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(
@@ -178,3 +193,42 @@ async def test_wrong_method_names_the_allowed_ones(client: httpx.AsyncClient) ->
 
     assert_problem(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/things/7", "DELETE, GET"),  # two routes serve the path: Allow names both
+        ("PUT", "/things/7", "DELETE, GET"),
+        ("DELETE", "/things/special", "GET"),  # the literal path is its own resource, not thing "special"
+        ("PATCH", "/things/special", "GET"),
+        ("OPTIONS", "/health/live", "GET"),
+    ],
+)
+async def test_wrong_method_is_405_with_every_method_of_the_resource(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allowed
+
+
+async def test_a_right_method_reaches_its_route(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/things/special")).json() == {"name": "special"}
+    assert (await client.delete("/things/7")).status_code == 204
+    assert_problem(await client.get("/things/seven"), 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"name": "\xff\xfe"}', b"\xff", b"[" * 100_000 + b"]" * 100_000],
+    ids=["not-utf-8", "a-stray-byte", "nested-too-deep"],
+)
+async def test_a_body_that_cannot_be_read_is_422_not_400(client: httpx.AsyncClient, content: bytes) -> None:
+    response = await client.post("/things", content=content, headers={"content-type": "application/json"})
+
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"] == [
+        {"loc": ["body"], "msg": "There was an error parsing the body", "type": "body_unreadable"}
+    ]

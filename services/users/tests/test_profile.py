@@ -149,7 +149,7 @@ async def test_patch_refuses_another_users_id(client: httpx.AsyncClient, registe
 
 async def test_patch_refuses_a_non_uuid_id(client: httpx.AsyncClient, register: Register) -> None:
     account = await register()
-    response = await client.patch("/users/me", json={"name": "Grace"}, headers=account.auth)
+    response = await client.patch("/users/grace", json={"name": "Grace"}, headers=account.auth)
     assert_validation_error(response, ["path", "user_id"])
 
 

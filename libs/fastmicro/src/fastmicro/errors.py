@@ -116,7 +116,6 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
 
 
 _HTTP_CODES = {
-    400: "bad_request",
     401: "not_authenticated",
     403: "forbidden",
     404: "not_found",
@@ -136,6 +135,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     exc = cast("StarletteHTTPException", exc)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+    if status == 400:
+        # FastAPI and Starlette answer 400 to a body they cannot read at all (not UTF-8, JSON nested
+        # too deep, a broken multipart form); the contract calls malformed input 422, as FastAPI
+        # already answers to a JSON syntax error.
+        errors = [{"loc": ["body"], "msg": detail, "type": "body_unreadable"}]
+        return problem_response(problem(422, "The request is not valid", "validation_error", errors=errors))
     code = _HTTP_CODES.get(status, "http_error" if status < 500 else "internal_error")
     return problem_response(problem(status, detail, code), dict(exc.headers) if exc.headers else None)
 

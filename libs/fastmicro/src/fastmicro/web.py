@@ -21,7 +21,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from fastmicro.edge import SecurityHeadersMiddleware
 from fastmicro.errors import AuthenticationError, install_error_handlers
 from fastmicro.logging import RequestContextMiddleware, configure_logging
+from fastmicro.methods import MethodNotAllowedMiddleware
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
+from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
 from fastmicro.revocation import RevocationList
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
@@ -101,6 +103,8 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    document_problems(app)
+    app.add_middleware(MethodNotAllowedMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)  # its request id covers everything inside

@@ -9,14 +9,23 @@ from fastapi import APIRouter, Query, status
 
 from fastmicro.errors import problems
 from fastmicro.fields import MAX_OFFSET
+from fastmicro.openapi import link
 from fastmicro.security import CurrentUser
 from orders.dependencies import OrderServiceDep
 from orders.schemas import OrderCreate, OrderOut, OrderPage
 
 router = APIRouter(tags=["orders"])
+# From an Order to what can be done with it (the fuzzer's stateful tests follow them too).
+_ORDER = {"order_id": "$response.body#/id"}
+_ORDER_LINKS = {
+    "links": {
+        "GetOrder": link("GET", "/orders/{order_id}", **_ORDER),
+        "CancelOrder": link("POST", "/orders/{order_id}/cancel", **_ORDER),
+    }
+}
 
 
-@router.post("/orders", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 422))
+@router.post("/orders", status_code=status.HTTP_201_CREATED, responses={201: _ORDER_LINKS, **problems(401, 403, 422)})
 async def place_order(body: OrderCreate, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
     return OrderOut.model_validate(await service.place(actor, body))
 
@@ -34,11 +43,11 @@ async def list_orders(
     )
 
 
-@router.get("/orders/{order_id}", responses=problems(401, 404, 422))
+@router.get("/orders/{order_id}", responses={200: _ORDER_LINKS, **problems(401, 404, 422)})
 async def get_order(order_id: UUID, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
     return await service.get(actor, order_id)
 
 
-@router.post("/orders/{order_id}/cancel", responses=problems(401, 404, 409, 422))
+@router.post("/orders/{order_id}/cancel", responses={200: _ORDER_LINKS, **problems(401, 404, 409, 422)})
 async def cancel_order(order_id: UUID, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
     return OrderOut.model_validate(await service.cancel(actor, order_id))

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from fastmicro.fields import storable
+from fastmicro.fields import Text, WholeNumber
 from fastmicro_contracts.orders import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE, SKU_MAX_LENGTH
 from orders.currencies import ACTIVE_CURRENCIES
 
@@ -20,17 +20,16 @@ def _active_currency(code: str) -> str:
 
 
 # The limits are OrderPlaced's: what is accepted here is what every consumer accepts.
-Sku = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SKU_MAX_LENGTH), AfterValidator(storable)
-]
-# Strict: "5", 5.0 and true are refused rather than read as 5 (or 1).
-Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
-UnitPrice = Annotated[StrictInt, Field(ge=0, le=MAX_UNIT_PRICE, description="Minor units (cents)")]
+Sku = Annotated[str, Text(max_length=SKU_MAX_LENGTH)]
+# Whole numbers: 5 and 5.0 are 5; "5", 5.5 and true are refused rather than read as 5 (or 1).
+Quantity = Annotated[int, WholeNumber(ge=1, le=MAX_QUANTITY)]
+UnitPrice = Annotated[int, WholeNumber(ge=0, le=MAX_UNIT_PRICE), Field(description="Minor units (cents)")]
 Currency = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Z]{3}$"),
     AfterValidator(_active_currency),
-    Field(description="ISO 4217 code", examples=["USD", "EUR"]),
+    # The document lists the codes, so that it says which are accepted: not every three letters are.
+    Field(description="ISO 4217 code", examples=["USD", "EUR"], json_schema_extra={"enum": sorted(ACTIVE_CURRENCIES)}),
 ]
 
 

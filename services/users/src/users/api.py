@@ -11,17 +11,27 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import ValidationError
 
 from fastmicro.errors import problems
+from fastmicro.openapi import link
 from fastmicro.security import CurrentUser
 from users.dependencies import UserServiceDep
 from users.schemas import RefreshIn, TokenOut, UserCreate, UserOut, UserUpdate
 from users.service import TokenPair
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# From a User to what can be done with it (the fuzzer's stateful tests follow them too).
+_USER = {"user_id": "$response.body#/id"}
+_USER_LINKS = {
+    "links": {
+        "GetUser": link("GET", "/users/{user_id}", **_USER),
+        "UpdateUser": link("PATCH", "/users/{user_id}", **_USER),
+        "DeleteUser": link("DELETE", "/users/{user_id}", **_USER),
+    }
+}
 
 router = APIRouter(tags=["users"])
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, responses=problems(409, 422))
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses={201: _USER_LINKS, **problems(409, 422)})
 async def register(body: UserCreate, service: UserServiceDep) -> UserOut:
     return UserOut.model_validate(await service.register(body))
 
@@ -38,12 +48,15 @@ async def _refresh_body(request: Request) -> RefreshIn:
         raise RequestValidationError(error.errors(include_url=False)) from None
 
 
+# The schema in place: no route takes RefreshIn as its body, so FastAPI lists it in no component.
+# A form's unrecognised parameters are ignored (RFC 6749, 3.2), a JSON object's refused.
+_REFRESH_SCHEMA = RefreshIn.model_json_schema()
 _REFRESH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/RefreshIn"}},
-            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/RefreshIn"}},
+            "application/json": {"schema": _REFRESH_SCHEMA},
+            "application/x-www-form-urlencoded": {"schema": {**_REFRESH_SCHEMA, "additionalProperties": True}},
         },
     }
 }
@@ -84,7 +97,7 @@ async def jwks(request: Request, response: Response) -> dict[str, list[dict[str,
     return document
 
 
-@router.get("/users/me", responses=problems(401))
+@router.get("/users/me", responses={200: _USER_LINKS, **problems(401)})
 async def me(actor: CurrentUser, service: UserServiceDep) -> UserOut:
     return await service.me(actor)
 

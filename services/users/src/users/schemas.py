@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
-from fastmicro.fields import SecretText, storable
+from fastmicro.fields import SecretText, Text
 from fastmicro_contracts.users import NAME_MAX_LENGTH
 
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{char}{char.upper()}]" if char.isalpha() else re.escape(char) for char in name)
+
+
+# An address mail can reach: email-validator refuses special-use domains (.test, .local, ...), and
+# the document says so (as a pattern beside `format: email`), so that it promises no more.
+_NOT_SPECIAL_USE = "|".join(map(_any_case, SPECIAL_USE_DOMAIN_NAMES))
+Email = Annotated[EmailStr, Field(json_schema_extra={"pattern": rf"^(?!.*[@.](?:{_NOT_SPECIAL_USE})$)"})]
 # UserCreated's limit: what is accepted here is what every consumer accepts.
-Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(storable)
-]
+Name = Annotated[str, Text(max_length=NAME_MAX_LENGTH)]
 Password = Annotated[SecretText, Field(min_length=8, max_length=128)]
 
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr
+    email: Email
     password: Password
     name: Name
+
+
+def _update_schema(schema: dict[str, Any]) -> None:
+    """Document what the validators below refuse: each field without the `null` its type admits
+    (`_no_nulls`) or a default, and `password` only beside `current_password`."""
+    for name, field in schema["properties"].items():
+        (value,) = (option for option in field.pop("anyOf", [field]) if option != {"type": "null"})
+        field.pop("default", None)
+        schema["properties"][name] = {**value, **field}
+    schema["dependentRequired"] = {"password": ["current_password"]}
 
 
 class UserUpdate(BaseModel):
@@ -33,7 +52,7 @@ class UserUpdate(BaseModel):
     take the account over.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
     name: Name | None = None
     password: Password | None = None
