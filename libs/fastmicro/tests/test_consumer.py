@@ -36,7 +36,7 @@ from fastmicro.outbox import outbox_table
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import publish_envelope, publish_event, publish_raw
 from fastmicro.testing.plugin import DatabaseFactory
-from fastmicro.uow import UnitOfWork
+from fastmicro.uow import OutboxUnitOfWork
 
 RETRY_DELAYS = (0.2, 0.4)
 #: How long any promise of the consumer may take here: every retry delay, and a margin for a busy machine.
@@ -80,17 +80,17 @@ class SignedUp(DomainEvent):
     body: str
 
 
-ConsumerFactory = Callable[..., EventConsumer[UnitOfWork]]
+ConsumerFactory = Callable[..., EventConsumer[OutboxUnitOfWork]]
 failures: Counter[uuid.UUID] = Counter()
 runs: Counter[uuid.UUID] = Counter()
 
 
-async def take_signup(event: SignedUp, uow: UnitOfWork) -> None:
+async def take_signup(event: SignedUp, uow: OutboxUnitOfWork) -> None:
     runs[event.ref] += 1
     await uow.session.execute(insert(signups).values(email=event.email, name=event.name, body=event.body))
 
 
-async def handle(event: ThingHappened, uow: UnitOfWork) -> None:
+async def handle(event: ThingHappened, uow: OutboxUnitOfWork) -> None:
     runs[event.thing_id] += 1
     if event.mode == "always_fail":
         raise RuntimeError("failure every time")
@@ -127,12 +127,12 @@ def make_consumer(
 ) -> ConsumerFactory:
     service = f"kernel-{uuid.uuid4().hex[:6]}"
 
-    def make(*, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> EventConsumer[UnitOfWork]:
+    def make(*, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> EventConsumer[OutboxUnitOfWork]:
         consumer = EventConsumer(
             test_broker,
             service=service,
             subscriptions=[Subscription(ThingHappened, handle), Subscription(SignedUp, take_signup)],
-            uow_factory=lambda: UnitOfWork(sessions),
+            uow_factory=lambda: OutboxUnitOfWork(sessions),
             retry_delays=RETRY_DELAYS,
             prefetch=4,
             max_message_bytes=max_message_bytes,
@@ -157,7 +157,7 @@ def json_logs(kernel_settings: ServiceSettings, capsys: pytest.CaptureFixture[st
 
 
 @contextlib.asynccontextmanager
-async def running(consumer: EventConsumer[UnitOfWork]) -> AsyncIterator[asyncio.Task[None]]:
+async def running(consumer: EventConsumer[OutboxUnitOfWork]) -> AsyncIterator[asyncio.Task[None]]:
     channel = await consumer._broker.channel(publisher_confirms=False)
     await consumer.declare(channel)  # bound before anything is published, as `topology` does
     await channel.close()

@@ -18,7 +18,7 @@ from fastmicro.messaging import Broker, Publisher
 from fastmicro.outbox import OutboxMessage, OutboxRelay, outbox_table
 from fastmicro.testing import catch_events
 from fastmicro.testing.plugin import DatabaseFactory, ProxyFactory
-from fastmicro.uow import UnitOfWork
+from fastmicro.uow import OutboxUnitOfWork
 
 
 class ThingHappened(DomainEvent):
@@ -49,7 +49,7 @@ async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
 
 
 async def emit(engine: AsyncEngine, run: str, count: int = 1) -> list[Envelope]:
-    async with UnitOfWork(create_session_factory(engine)) as uow:
+    async with OutboxUnitOfWork(create_session_factory(engine)) as uow:
         envelopes = [uow.emit(ThingHappened(thing_id=uuid.uuid4(), run=run)) for _ in range(count)]
         await uow.commit()
     return envelopes
@@ -94,13 +94,13 @@ async def test_rolled_back_unit_of_work_publishes_nothing(engine: AsyncEngine, t
     async with catch_events(test_broker, "kernel.#") as catcher, running(OutboxRelay(engine, Publisher(test_broker))):
 
         async def failing_use_case() -> None:
-            async with UnitOfWork(create_session_factory(engine)) as uow:
+            async with OutboxUnitOfWork(create_session_factory(engine)) as uow:
                 uow.emit(ThingHappened(thing_id=uuid.uuid4(), run=run))
                 raise RuntimeError("the use case failed")
 
         with pytest.raises(RuntimeError):
             await failing_use_case()
-        async with UnitOfWork(create_session_factory(engine)) as uow:
+        async with OutboxUnitOfWork(create_session_factory(engine)) as uow:
             uow.emit(ThingHappened(thing_id=uuid.uuid4(), run=run))  # left without commit
         marker = uuid.uuid4().hex
         await emit(engine, marker)
