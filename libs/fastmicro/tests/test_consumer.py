@@ -35,7 +35,7 @@ from fastmicro.messaging import Broker
 from fastmicro.outbox import outbox_table
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import publish_envelope, publish_event, publish_raw
-from fastmicro.testing.plugin import DatabaseFactory
+from fastmicro.testing.plugin import DatabaseFactory, ProxyFactory
 from fastmicro.uow import OutboxUnitOfWork
 
 RETRY_DELAYS = (0.2, 0.4)
@@ -431,3 +431,33 @@ def _envelope(*, data: dict[str, Any]) -> dict[str, Any]:
         "causation_id": None,
         "data": data,
     }
+
+
+async def test_once_started_after_failures_the_consumer_backs_off_from_the_start_again(
+    test_broker: Broker, sessions: async_sessionmaker[Any], queues_to_delete: list[str], tcp_proxy: ProxyFactory
+) -> None:
+    """A broker down at start costs growing pauses; once consuming, the next failure starts short again."""
+    proxy = await tcp_proxy(test_broker.url)
+    await proxy.cut()
+    broker = Broker(proxy.url_for(test_broker.url), test_broker.topology)
+    consumer = EventConsumer(
+        broker,
+        service=f"kernel-{uuid.uuid4().hex[:6]}",
+        subscriptions=[Subscription(ThingHappened, handle)],
+        uow_factory=lambda: OutboxUnitOfWork(sessions),
+        retry_delays=RETRY_DELAYS,
+    )
+    queues_to_delete.extend(consumer.queue_names)
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(PATIENCE):
+            while consumer._backoff.failures < 2:
+                await asyncio.sleep(0.05)
+        await proxy.restore()
+        async with asyncio.timeout(PATIENCE):  # the pauses so far are under a second together
+            while consumer._backoff.failures:
+                await asyncio.sleep(0.05)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 15)
+        await broker.close()

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fastmicro import context
+from fastmicro.backoff import Backoff
 from fastmicro.db import Base, is_connection_error, utcnow
 from fastmicro.errors import ServiceUnavailable
 from fastmicro.events import DomainEvent, Envelope
@@ -54,7 +55,7 @@ from fastmicro.handler_errors import (
     failure_text,
     is_permanent,
 )
-from fastmicro.messaging import Broker, backoff_delay, declare_events_exchange
+from fastmicro.messaging import Broker, declare_events_exchange
 from fastmicro.metrics import CONSUMER_MESSAGES
 from fastmicro.uow import UnitOfWork
 
@@ -175,6 +176,7 @@ class EventConsumer(Generic[UowT]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._channel: AbstractRobustChannel | None = None
+        self._backoff = Backoff("consumer_failed", cap=10.0, logger=log)
         self.handled_count = 0
         self.duplicate_count = 0
 
@@ -214,16 +216,12 @@ class EventConsumer(Generic[UowT]):
         A broker that is down (at start or later) is waited for with backoff; aio-pika's robust
         channel resumes consuming by itself after a reconnect.
         """
-        attempt = 0
         while not self._stopping.is_set():
             try:
                 await self._consume()
             except Exception as error:  # noqa: BLE001 - any broker failure: wait, then start over
-                attempt += 1
-                delay = backoff_delay(attempt, cap=10.0)
-                log.warning("consumer_failed", error=str(error), error_type=type(error).__name__, retry_in=delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    await asyncio.wait_for(self._stopping.wait(), self._backoff.failed(error))
 
     async def _consume(self) -> None:
         channel = await self._broker.channel(publisher_confirms=True)
@@ -232,6 +230,7 @@ class EventConsumer(Generic[UowT]):
             await channel.set_qos(prefetch_count=self._prefetch)
             queue = await self.declare(channel)
             tag = await queue.consume(self._on_message)
+            self._backoff.succeeded()  # a later failure starts again from a short pause
             log.info("consumer_started", queue=self.queue_name, routing_keys=self.routing_keys)
             await self._stopping.wait()
             with contextlib.suppress(Exception):

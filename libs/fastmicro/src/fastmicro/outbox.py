@@ -21,9 +21,9 @@ from sqlalchemy import DDL, DateTime, Index, Integer, String, event, func, selec
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fastmicro.backoff import Backoff
 from fastmicro.db import Base, driver_connection, utcnow
 from fastmicro.events import Envelope
-from fastmicro.messaging import Backoff
 from fastmicro.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from fastmicro.pgnotify import listen
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import exc, text
 
-from fastmicro.messaging import Backoff
+from fastmicro.backoff import Backoff
 from fastmicro.metrics import RETENTION_PURGED
 
 if TYPE_CHECKING:

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 from prometheus_client import Counter
 
+from fastmicro.backoff import Backoff
 from fastmicro.db import utcnow
-from fastmicro.messaging import Backoff
 from fastmicro.pgnotify import listen
 from notifications.mailer import Mailer, MailServerUnavailable, is_permanent
 from notifications.models import Notification, NotificationId
