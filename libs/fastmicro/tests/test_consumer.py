@@ -203,15 +203,22 @@ async def test_a_message_delivered_twice_has_one_effect(
 ) -> None:
     consumer = make_consumer()
     thing = uuid.uuid4()
+    handled, duplicates = consumed("handled"), consumed("duplicate")
     async with running(consumer):
         envelope = await publish_event(test_broker, ThingHappened(thing_id=thing))
         await publish_envelope(test_broker, envelope)
         await wait_effects(engine, thing)
         async with asyncio.timeout(10):
-            while consumer.duplicate_count < 1:
+            while consumed("duplicate") < duplicates + 1:
                 await asyncio.sleep(0.05)
     assert await effects_of(engine, thing) == ["ok"]
-    assert (consumer.handled_count, consumer.duplicate_count) == (1, 1)
+    assert (consumed("handled") - handled, consumed("duplicate") - duplicates) == (1, 1)
+
+
+def consumed(outcome: str) -> float:
+    """`consumer_messages_total` for ThingHappened: this process's consumers, one test at a time."""
+    labels = {"event_type": "ThingHappened", "outcome": outcome}
+    return REGISTRY.get_sample_value("consumer_messages_total", labels) or 0.0
 
 
 async def test_a_failing_handler_is_retried_through_the_delay_queues_and_succeeds_once(
