@@ -99,24 +99,34 @@ class Broker:
                 self._connection = None
 
 
+class BrokerUnavailable(ConnectionError):
+    """The broker connection is down (aio-pika is reconnecting): nothing can be published now."""
+
+
 class Publisher:
     """Publishes envelopes to the events exchange and waits for the broker's confirm of each."""
 
     def __init__(self, broker: Broker, *, timeout: float = 5.0) -> None:
         self._broker = broker
         self._timeout = timeout
+        self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
 
     async def exchange(self) -> AbstractExchange:
-        """The events exchange on a confirming channel, opened once (raises if the broker is down).
+        """The events exchange on a confirming channel, opened once; raises while the broker is down.
 
         The channel is robust: after a broker outage aio-pika reopens it and this object stays valid.
+        Until then, rather than wait for a confirm that cannot come, this raises `BrokerUnavailable`
+        at once: the relay checks it before it claims rows, so an outage locks and bumps nothing.
         """
         async with self._lock:
             if self._exchange is None:
                 channel = await asyncio.wait_for(self._broker.channel(publisher_confirms=True), self._timeout)
                 self._exchange = await declare_events_exchange(channel, self._broker.topology)
+                self._channel = channel
+            elif not self._broker.is_connected or self._channel is None or self._channel.is_closed:
+                raise BrokerUnavailable("the broker connection is down; aio-pika is reconnecting")
             return self._exchange
 
     async def publish(self, envelope: Envelope) -> None:
