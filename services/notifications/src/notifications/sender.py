@@ -127,7 +127,6 @@ class EmailSender:
         self._held: _Held | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.sent_count = 0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -157,7 +156,7 @@ class EmailSender:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-            log.info("email_sender_stopped", sent=self.sent_count)
+            log.info("email_sender_stopped")
 
     async def _drain(self) -> None:
         while not self._stopping.is_set():
@@ -287,7 +286,6 @@ class EmailSender:
             kind: OutcomeKind = "rejected" if is_permanent(error) else "retry"
             outcome = _Outcome(notification.id, kind, utcnow(), description)
         else:
-            self.sent_count += 1
             outcome = _Outcome(notification.id, "sent", utcnow())
         if not connection.is_open:
             return outcome, MailServerUnavailable("the mail server closed the connection")
