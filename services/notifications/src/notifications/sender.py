@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-NOTIFY_CHANNEL = PENDING_CHANNEL
 
 #: How long to wait when due rows remain that another replica is claiming (or that just fell due).
 _HELD_ELSEWHERE_WAIT = 0.5
@@ -134,7 +133,7 @@ class EmailSender:
 
     async def run(self) -> None:
         listener = asyncio.create_task(
-            listen(self._engine, NOTIFY_CHANNEL, self._wake, max_backoff=self._max_backoff),
+            listen(self._engine, PENDING_CHANNEL, self._wake, max_backoff=self._max_backoff),
             name="notifications-listen",
         )
         backoff = Backoff("email_sender_paused", cap=self._max_backoff, logger=log)
