@@ -32,7 +32,7 @@ class DomainEvent(BaseModel):
 
 
 class Envelope(BaseModel):
-    """The wire format of CONTRACT.md."""
+    """The wire format of docs/contract.md."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 

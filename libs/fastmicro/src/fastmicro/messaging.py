@@ -1,4 +1,4 @@
-"""RabbitMQ: the topology of CONTRACT.md, a connection that outlives broker outages, and the publisher."""
+"""RabbitMQ: the topology of docs/contract.md, a connection that outlives broker outages, and the publisher."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ class Publisher:
             return self._exchange
 
     async def publish(self, envelope: Envelope) -> None:
-        """Publish with the AMQP properties CONTRACT.md requires; returns once the broker confirmed."""
+        """Publish with the AMQP properties docs/contract.md requires; returns once the broker confirmed."""
         await self.publish_json(
             envelope.model_dump_json().encode(),
             message_id=envelope.id,
