@@ -216,6 +216,8 @@ def test_the_built_service_holds_its_migrations_and_no_dev_tools(images: dict[st
     assert list((site / service / "migrations" / "versions").glob("*.py")), "migrations are part of the package"
     assert {"fastmicro", "fastmicro_contracts", service} <= installed
     assert not installed & (set(DEV_TOOLS) | others)
+    assert not (site / "fastmicro" / "testing").exists(), "test support (fastmicro-testing) never ships"
+    assert "httpx" not in installed, "only test support needs an HTTP client"
     for package in ("fastmicro", "fastmicro_contracts", service):
         direct = next(site.glob(f"{package}-*.dist-info")) / "direct_url.json"
         assert not json.loads(direct.read_text()).get("dir_info", {}).get("editable", False), package

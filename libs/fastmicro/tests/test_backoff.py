@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from structlog.testing import capture_logs
 
-from fastmicro.messaging import Backoff
+from fastmicro.backoff import Backoff
 
 
 def test_pauses_grow_with_consecutive_failures_up_to_the_cap_and_are_logged() -> None:

@@ -35,8 +35,8 @@ from fastmicro.messaging import Broker
 from fastmicro.outbox import outbox_table
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import publish_envelope, publish_event, publish_raw
-from fastmicro.testing.plugin import DatabaseFactory
-from fastmicro.uow import UnitOfWork
+from fastmicro.testing.plugin import DatabaseFactory, ProxyFactory
+from fastmicro.uow import OutboxUnitOfWork
 
 RETRY_DELAYS = (0.2, 0.4)
 #: How long any promise of the consumer may take here: every retry delay, and a margin for a busy machine.
@@ -80,17 +80,17 @@ class SignedUp(DomainEvent):
     body: str
 
 
-ConsumerFactory = Callable[..., EventConsumer[UnitOfWork]]
+ConsumerFactory = Callable[..., EventConsumer[OutboxUnitOfWork]]
 failures: Counter[uuid.UUID] = Counter()
 runs: Counter[uuid.UUID] = Counter()
 
 
-async def take_signup(event: SignedUp, uow: UnitOfWork) -> None:
+async def take_signup(event: SignedUp, uow: OutboxUnitOfWork) -> None:
     runs[event.ref] += 1
     await uow.session.execute(insert(signups).values(email=event.email, name=event.name, body=event.body))
 
 
-async def handle(event: ThingHappened, uow: UnitOfWork) -> None:
+async def handle(event: ThingHappened, uow: OutboxUnitOfWork) -> None:
     runs[event.thing_id] += 1
     if event.mode == "always_fail":
         raise RuntimeError("failure every time")
@@ -127,12 +127,12 @@ def make_consumer(
 ) -> ConsumerFactory:
     service = f"kernel-{uuid.uuid4().hex[:6]}"
 
-    def make(*, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> EventConsumer[UnitOfWork]:
+    def make(*, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> EventConsumer[OutboxUnitOfWork]:
         consumer = EventConsumer(
             test_broker,
             service=service,
             subscriptions=[Subscription(ThingHappened, handle), Subscription(SignedUp, take_signup)],
-            uow_factory=lambda: UnitOfWork(sessions),
+            uow_factory=lambda: OutboxUnitOfWork(sessions),
             retry_delays=RETRY_DELAYS,
             prefetch=4,
             max_message_bytes=max_message_bytes,
@@ -157,7 +157,7 @@ def json_logs(kernel_settings: ServiceSettings, capsys: pytest.CaptureFixture[st
 
 
 @contextlib.asynccontextmanager
-async def running(consumer: EventConsumer[UnitOfWork]) -> AsyncIterator[asyncio.Task[None]]:
+async def running(consumer: EventConsumer[OutboxUnitOfWork]) -> AsyncIterator[asyncio.Task[None]]:
     channel = await consumer._broker.channel(publisher_confirms=False)
     await consumer.declare(channel)  # bound before anything is published, as `topology` does
     await channel.close()
@@ -203,15 +203,22 @@ async def test_a_message_delivered_twice_has_one_effect(
 ) -> None:
     consumer = make_consumer()
     thing = uuid.uuid4()
+    handled, duplicates = consumed("handled"), consumed("duplicate")
     async with running(consumer):
         envelope = await publish_event(test_broker, ThingHappened(thing_id=thing))
         await publish_envelope(test_broker, envelope)
         await wait_effects(engine, thing)
         async with asyncio.timeout(10):
-            while consumer.duplicate_count < 1:
+            while consumed("duplicate") < duplicates + 1:
                 await asyncio.sleep(0.05)
     assert await effects_of(engine, thing) == ["ok"]
-    assert (consumer.handled_count, consumer.duplicate_count) == (1, 1)
+    assert (consumed("handled") - handled, consumed("duplicate") - duplicates) == (1, 1)
+
+
+def consumed(outcome: str) -> float:
+    """`consumer_messages_total` for ThingHappened: this process's consumers, one test at a time."""
+    labels = {"event_type": "ThingHappened", "outcome": outcome}
+    return REGISTRY.get_sample_value("consumer_messages_total", labels) or 0.0
 
 
 async def test_a_failing_handler_is_retried_through_the_delay_queues_and_succeeds_once(
@@ -431,3 +438,33 @@ def _envelope(*, data: dict[str, Any]) -> dict[str, Any]:
         "causation_id": None,
         "data": data,
     }
+
+
+async def test_once_started_after_failures_the_consumer_backs_off_from_the_start_again(
+    test_broker: Broker, sessions: async_sessionmaker[Any], queues_to_delete: list[str], tcp_proxy: ProxyFactory
+) -> None:
+    """A broker down at start costs growing pauses; once consuming, the next failure starts short again."""
+    proxy = await tcp_proxy(test_broker.url)
+    await proxy.cut()
+    broker = Broker(proxy.url_for(test_broker.url), test_broker.topology)
+    consumer = EventConsumer(
+        broker,
+        service=f"kernel-{uuid.uuid4().hex[:6]}",
+        subscriptions=[Subscription(ThingHappened, handle)],
+        uow_factory=lambda: OutboxUnitOfWork(sessions),
+        retry_delays=RETRY_DELAYS,
+    )
+    queues_to_delete.extend(consumer.queue_names)
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(PATIENCE):
+            while consumer._backoff.failures < 2:
+                await asyncio.sleep(0.05)
+        await proxy.restore()
+        async with asyncio.timeout(PATIENCE):  # the pauses so far are under a second together
+            while consumer._backoff.failures:
+                await asyncio.sleep(0.05)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 15)
+        await broker.close()

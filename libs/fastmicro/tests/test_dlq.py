@@ -36,7 +36,6 @@ from fastmicro.consumer import (
 from fastmicro.db import create_session_factory
 from fastmicro.dlq import (
     BODY_PREVIEW_BYTES,
-    REPLAYED_HEADER,
     DeadLetterQueues,
     QueueMissing,
     find_dead_letters,
@@ -45,6 +44,7 @@ from fastmicro.dlq import (
     replay_dead_letters,
 )
 from fastmicro.events import DomainEvent, Envelope
+from fastmicro.letters import REPLAYED_HEADER
 from fastmicro.messaging import Broker
 from fastmicro.outbox import outbox_table
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only

@@ -6,19 +6,22 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import ClassVar
+from uuid import UUID
 
 import pytest
+from aio_pika.abc import AbstractExchange
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastmicro.db import create_session_factory
 from fastmicro.events import DomainEvent, Envelope
-from fastmicro.messaging import Broker, Publisher
+from fastmicro.messaging import Broker, BrokerUnavailable, Publisher
 from fastmicro.outbox import OutboxMessage, OutboxRelay, outbox_table
 from fastmicro.testing import catch_events
 from fastmicro.testing.plugin import DatabaseFactory, ProxyFactory
-from fastmicro.uow import UnitOfWork
+from fastmicro.uow import OutboxUnitOfWork
 
 
 class ThingHappened(DomainEvent):
@@ -27,6 +30,39 @@ class ThingHappened(DomainEvent):
 
     thing_id: uuid.UUID
     run: str
+
+
+class CountingPublisher(Publisher):
+    """A publisher that counts the relay's attempts (each batch asks for the exchange first) and its publishes."""
+
+    def __init__(self, broker: Broker) -> None:
+        super().__init__(broker)
+        self.attempts = 0
+        self.published = 0
+
+    async def exchange(self) -> AbstractExchange:
+        self.attempts += 1
+        return await super().exchange()
+
+    async def publish_json(
+        self,
+        body: bytes,
+        *,
+        message_id: UUID,
+        type: str,
+        correlation_id: str | None,
+        occurred_at: datetime,
+        routing_key: str,
+    ) -> None:
+        await super().publish_json(
+            body,
+            message_id=message_id,
+            type=type,
+            correlation_id=correlation_id,
+            occurred_at=occurred_at,
+            routing_key=routing_key,
+        )
+        self.published += 1
 
 
 @pytest.fixture
@@ -49,7 +85,7 @@ async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
 
 
 async def emit(engine: AsyncEngine, run: str, count: int = 1) -> list[Envelope]:
-    async with UnitOfWork(create_session_factory(engine)) as uow:
+    async with OutboxUnitOfWork(create_session_factory(engine)) as uow:
         envelopes = [uow.emit(ThingHappened(thing_id=uuid.uuid4(), run=run)) for _ in range(count)]
         await uow.commit()
     return envelopes
@@ -94,13 +130,13 @@ async def test_rolled_back_unit_of_work_publishes_nothing(engine: AsyncEngine, t
     async with catch_events(test_broker, "kernel.#") as catcher, running(OutboxRelay(engine, Publisher(test_broker))):
 
         async def failing_use_case() -> None:
-            async with UnitOfWork(create_session_factory(engine)) as uow:
+            async with OutboxUnitOfWork(create_session_factory(engine)) as uow:
                 uow.emit(ThingHappened(thing_id=uuid.uuid4(), run=run))
                 raise RuntimeError("the use case failed")
 
         with pytest.raises(RuntimeError):
             await failing_use_case()
-        async with UnitOfWork(create_session_factory(engine)) as uow:
+        async with OutboxUnitOfWork(create_session_factory(engine)) as uow:
             uow.emit(ThingHappened(thing_id=uuid.uuid4(), run=run))  # left without commit
         marker = uuid.uuid4().hex
         await emit(engine, marker)
@@ -123,7 +159,8 @@ async def test_notify_wakes_the_relay_without_waiting_for_the_poll(engine: Async
 async def test_two_relays_share_a_burst_without_duplicates(engine: AsyncEngine, test_broker: Broker) -> None:
     run = uuid.uuid4().hex
     burst = 400
-    relays = [OutboxRelay(engine, Publisher(test_broker), batch_size=20) for _ in range(2)]
+    publishers = [CountingPublisher(test_broker) for _ in range(2)]
+    relays = [OutboxRelay(engine, publisher, batch_size=20) for publisher in publishers]
     async with catch_events(test_broker, "kernel.#") as catcher:
         await emit(engine, run, count=burst)  # committed before either relay starts: both find work
         async with running(relays[0]), running(relays[1]):
@@ -132,8 +169,8 @@ async def test_two_relays_share_a_burst_without_duplicates(engine: AsyncEngine, 
 
     ids = [envelope.id for envelope, _ in catcher.matching(of_run(run))]
     assert len(ids) == len(set(ids)) == burst
-    assert all(relay.published_count > 0 for relay in relays), [r.published_count for r in relays]
-    assert sum(relay.published_count for relay in relays) == burst
+    assert all(publisher.published > 0 for publisher in publishers), [p.published for p in publishers]
+    assert sum(publisher.published for publisher in publishers) == burst
 
 
 async def test_relay_backs_off_while_the_broker_is_down_and_delivers_after(
@@ -141,7 +178,8 @@ async def test_relay_backs_off_while_the_broker_is_down_and_delivers_after(
 ) -> None:
     proxy = await tcp_proxy(test_broker.url)
     broker = Broker(proxy.url_for(test_broker.url), test_broker.topology)
-    relay = OutboxRelay(engine, Publisher(broker), max_backoff=1.0)
+    publisher = CountingPublisher(broker)
+    relay = OutboxRelay(engine, publisher, max_backoff=1.0)
     run = uuid.uuid4().hex
     try:
         async with catch_events(test_broker, "kernel.#") as catcher, running(relay):
@@ -151,7 +189,8 @@ async def test_relay_backs_off_while_the_broker_is_down_and_delivers_after(
             assert catcher.matching(of_run(run)) == []
             assert await unpublished(engine) == 10
             # Backing off, not spinning: at most a few attempts a second while the broker is away.
-            assert 1 <= relay.failure_count <= 15, relay.failure_count
+            assert 1 <= publisher.attempts <= 16, publisher.attempts
+            assert await attempts_and_errors(engine) == [(0, None)] * 10  # never claimed while it was away
             await proxy.restore()
             await catcher.wait_for(of_run(run), count=10, within=30)
             await catcher.settle()
@@ -159,3 +198,41 @@ async def test_relay_backs_off_while_the_broker_is_down_and_delivers_after(
     finally:
         await broker.close()
     assert await unpublished(engine) == 0
+
+
+async def attempts_and_errors(engine: AsyncEngine) -> list[tuple[int, str | None]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(OutboxMessage.attempts, OutboxMessage.last_error).order_by(OutboxMessage.id))
+        return [(attempts, error) for attempts, error in rows]
+
+
+async def test_while_the_broker_is_down_the_relay_claims_and_marks_nothing(
+    engine: AsyncEngine, test_broker: Broker, tcp_proxy: ProxyFactory
+) -> None:
+    """Once connected, the publisher's exchange is kept: an outage must still stop a batch before its claim."""
+    proxy = await tcp_proxy(test_broker.url)
+    broker = Broker(proxy.url_for(test_broker.url), test_broker.topology)
+    relay = OutboxRelay(engine, Publisher(broker))
+    run = uuid.uuid4().hex
+    try:
+        assert await relay.relay_batch() == 0  # connected: the exchange is opened and kept from here on
+        await proxy.cut()
+        async with asyncio.timeout(10):  # aio-pika sees the reset and starts reconnecting
+            while broker.is_connected:
+                await asyncio.sleep(0.05)
+        await emit(engine, run, count=3)
+        for _ in range(3):
+            with pytest.raises(BrokerUnavailable):
+                await relay.relay_batch()
+        assert await attempts_and_errors(engine) == [(0, None)] * 3
+
+        await proxy.restore()
+        async with catch_events(test_broker, "kernel.#") as catcher, asyncio.timeout(30):
+            while await unpublished(engine):  # aio-pika reconnects about once a second
+                with contextlib.suppress(BrokerUnavailable):
+                    await relay.relay_batch()
+                await asyncio.sleep(0.1)
+            await catcher.wait_for(of_run(run), count=3)
+    finally:
+        await broker.close()
+    assert await attempts_and_errors(engine) == [(1, None)] * 3

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fastmicro.db import NAMING_CONVENTION, Timestamps, UUIDPrimaryKey, create_session_factory
-from fastmicro.repository import Repository, SQLAlchemyRepository
+from fastmicro.repository import SQLAlchemyRepository
 from fastmicro.testing.plugin import DatabaseFactory
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -36,7 +36,7 @@ async def sessions(database_factory: DatabaseFactory) -> AsyncIterator[Sessions]
     await engine.dispose()
 
 
-def gadgets(session: AsyncSession) -> Repository[Gadget, uuid.UUID]:
+def gadgets(session: AsyncSession) -> SQLAlchemyRepository[Gadget, uuid.UUID]:
     return SQLAlchemyRepository(session, Gadget)
 
 

@@ -179,13 +179,13 @@ async def test_a_missing_inbox_is_skipped_and_the_outbox_still_purged(database_u
         async with engine.begin() as conn:
             await conn.run_sync(outbox_table.create)
         await add_outbox(engine, age=100 * HOURS, published=100 * HOURS, count=2)
-        role = purger(engine, interval=0.1)
+        role = RecordingPurger(engine, outbox_retention=72 * HOURS, inbox_retention=14 * DAYS, interval=0.1)
 
         async with running(role):
             await eventually(lambda: _is_empty(engine))
             await eventually(lambda: _ran(role, 2))
 
-        assert role.failure_count == 0
+        assert role.failures == 0
     finally:
         await engine.dispose()
 
@@ -194,16 +194,27 @@ async def _is_empty(engine: AsyncEngine) -> bool:
     return await outbox_ids(engine) == set()
 
 
-async def _ran(role: RetentionPurger, runs: int) -> bool:
-    return role.run_count >= runs
+async def _ran(role: RecordingPurger, runs: int) -> bool:
+    return role.runs >= runs
 
 
 class RecordingPurger(RetentionPurger):
-    """Records every wait it takes, to show that each failure is followed by one (no hot loop)."""
+    """Counts its purges and failures, and records every wait, to show each failure is followed by one (no hot loop)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.waits: list[float] = []
+        self.runs = 0
+        self.failures = 0
+
+    async def purge(self) -> dict[str, int]:
+        try:
+            deleted = await super().purge()
+        except Exception:
+            self.failures += 1
+            raise
+        self.runs += 1
+        return deleted
 
     async def _sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
@@ -230,7 +241,7 @@ async def test_the_purger_survives_a_database_cut_and_purges_after_restore(
             assert not task.done()
             assert await outbox_ids(engine) == stale
             assert await inbox_ids(engine) == stale_inbox
-            assert len(role.waits) >= role.failure_count  # every failure waited before the next try
+            assert len(role.waits) >= role.failures  # every failure waited before the next try
             assert all(0 <= wait <= 0.5 for wait in role.waits)
 
             await proxy.restore()
@@ -241,8 +252,8 @@ async def test_the_purger_survives_a_database_cut_and_purges_after_restore(
         await proxied.dispose()
 
 
-async def _failed(role: RetentionPurger, failures: int) -> bool:
-    return role.failure_count >= failures
+async def _failed(role: RecordingPurger, failures: int) -> bool:
+    return role.failures >= failures
 
 
 async def _inbox_empty(engine: AsyncEngine) -> bool:

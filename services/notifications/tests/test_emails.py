@@ -25,8 +25,6 @@ from .helpers import (
     order_placed,
     parse_timestamp,
     unique_email,
-    wait_handled,
-    was_handled,
 )
 
 Inboxes = Callable[[uuid.UUID], Inbox]
@@ -132,30 +130,6 @@ async def test_an_event_delivered_twice_is_mailed_once(
     assert len(smtp_sink.to(user.email)) == 1
     [row] = await notification_rows(database, user.user_id)
     assert (row["event_id"], row["attempts"]) == (envelope.id, 1)
-
-
-async def test_an_order_ahead_of_its_user_is_retried_until_the_user_arrives(
-    own_service: ServiceFactory, smtp_sink: SmtpSink
-) -> None:
-    # The user must be handled before the order's last attempt. The session app's retries end 1.7 s
-    # after the first, not much more than the steps below can take on a busy machine: this app's
-    # budget outlasts them, and the order is handled at its first retry after the user arrives.
-    delays = [0.2, 0.5, 1.0, 5.0, 30.0]
-    async with own_service(smtp_port=smtp_sink.port, consumer_retry_delays=delays) as service:
-        user = new_user()
-        placed = await publish_event(service.broker, order_placed(user.user_id))
-        await asyncio.sleep(2 * delays[0])  # past the first retry, well before the last
-        assert not await was_handled(service.database, placed.id)
-        assert await service.inbox(user.user_id).items() == []
-
-        await publish_event(service.broker, user)
-        await wait_handled(service.database, placed.id, within=max(delays) + 10)  # at its next retry at the latest
-        mails = await smtp_sink.wait_for(user.email, count=2)
-        items = await service.inbox(user.user_id).wait_sent(2)
-        assert sorted(item["kind"] for item in items) == ["order_placed", "welcome"]
-        assert next(item for item in items if item["kind"] == "order_placed")["event_id"] == str(placed.id)
-        await asyncio.sleep(0.5)
-        assert len(smtp_sink.to(user.email)) == len(mails) == 2
 
 
 async def test_a_commit_wakes_the_sender_without_waiting_for_its_poll(

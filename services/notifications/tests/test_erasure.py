@@ -76,28 +76,6 @@ async def test_a_deleted_user_is_erased_and_stays_erased(
     assert len(smtp_sink.to(user.email)) == 2
 
 
-async def test_a_user_deleted_before_being_seen_leaves_a_tombstone(
-    test_broker: Broker, smtp_sink: SmtpSink, inbox: Inboxes, unaware_inbox: Inboxes, database: AsyncEngine
-) -> None:
-    user = new_user()
-    deleted = await publish_event(test_broker, UserDeleted(user_id=user.user_id))
-    await wait_handled(database, deleted.id)
-    tombstone = await contact_row(database, user.user_id)
-    assert tombstone is not None
-    assert (tombstone["email"], tombstone["name"]) == (None, None)
-    assert tombstone["erased_at"] is not None
-
-    created = await publish_event(test_broker, user)
-    # An order for a tombstone is not waited for (retried until dead-lettered): it is handled, as nothing.
-    placed = await publish_event(test_broker, order_placed(user.user_id))
-    await wait_handled(database, created.id)
-    await wait_handled(database, placed.id)
-    await asyncio.sleep(0.3)
-    assert await unaware_inbox(user.user_id).items() == []
-    assert smtp_sink.to(user.email) == []
-    assert await contact_row(database, user.user_id) == tombstone
-
-
 async def test_deletion_fails_the_notifications_not_sent_yet(own_service: ServiceFactory) -> None:
     """Mail that could not go out before the deletion never goes out, even once the server is up."""
     port = free_port()

@@ -334,7 +334,6 @@ async def test_two_senders_share_a_burst_and_send_each_mail_once(
 
     assert sink.message_ids() == Counter({message_id(row_id): 1 for row_id in ids})
     assert {row["attempts"] for row in final.values()} == {1}
-    assert first.role.sent_count + second.role.sent_count == len(ids)
 
 
 async def test_a_sender_stopped_mid_batch_gives_back_what_it_did_not_send(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orders.currencies import ACTIVE_CURRENCIES
+from fastmicro_contracts.currencies import ACTIVE_CURRENCIES
 
 from .conftest import NewCustomer
 from .helpers import assert_order, assert_problem, assert_validation_error

@@ -13,9 +13,10 @@ from sqlalchemy import select
 from fastmicro.consumer import REASON_HEADER
 from fastmicro.events import Envelope
 from fastmicro.messaging import Broker
-from fastmicro.testing import catch_events, publish_envelope, publish_event, publish_raw
+from fastmicro.outbox import outbox_table
+from fastmicro.testing import EventDelivery, catch_events, publish_envelope, publish_event, publish_raw
 from fastmicro_contracts.users import UserDeleted
-from orders.handlers import on_user_deleted
+from orders.handlers import SUBSCRIPTIONS, on_user_deleted
 from orders.models import DeletedUser, Order
 from orders.schemas import OrderItemIn
 from orders.settings import OrdersSettings
@@ -110,39 +111,39 @@ async def is_recorded_deleted(app: FastAPI, user: Customer) -> bool:
 
 
 async def test_the_same_user_deleted_delivered_twice_has_one_effect(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    unaware_client: httpx.AsyncClient,
-    new_customer: NewCustomer,
-    test_broker: Broker,
+    app: FastAPI, client: httpx.AsyncClient, unaware_client: httpx.AsyncClient, new_customer: NewCustomer
 ) -> None:
+    """Through the consumer's own code path (inbox, one transaction), without the broker."""
     alice, sentinel = new_customer(), new_customer()
     placed = [(await place(client, alice))["id"] for _ in range(2)]
-    await place(client, sentinel)
+    kept = await place(client, sentinel)
+    delivery = EventDelivery(SUBSCRIPTIONS, lambda: OrdersUnitOfWork(app.state.runtime.session_factory))
 
-    async with catch_events(test_broker, "orders.OrderCancelled") as catcher:
-        cause = await publish_event(test_broker, UserDeleted(user_id=alice.id))
-        await catcher.wait_for(cancelled_for_deletion(alice), count=2, within=15)
+    first = await delivery.deliver(UserDeleted(user_id=alice.id))
+    assert first.kind == "handled"
+    assert first.envelope is not None
+    # An order the first delivery could not have seen: if the second ran the handler, it would cancel it.
+    async with OrdersUnitOfWork(app.state.runtime.session_factory) as uow:
+        late = Order.place(user_id=alice.id, lines=[OrderItemIn(sku="LATE", quantity=1, unit_price=1)], currency="USD")
+        await uow.orders.create(late)
+        await uow.commit()
+    again = await delivery.deliver(first.envelope)
 
-        # An order the first delivery could not have seen: if the second ran the handler, it would cancel it.
-        async with OrdersUnitOfWork(app.state.runtime.session_factory) as uow:
-            late = Order.place(
-                user_id=alice.id, lines=[OrderItemIn(sku="LATE", quantity=1, unit_price=1)], currency="USD"
-            )
-            await uow.orders.create(late)
-            await uow.commit()
-
-        await publish_envelope(test_broker, cause)
-        await publish_envelope(test_broker, cause)
-        # A different event published after the duplicates: once it is handled, so are they.
-        await publish_event(test_broker, UserDeleted(user_id=sentinel.id))
-        await catcher.wait_for(cancelled_for_deletion(sentinel), within=15)
-        await catcher.settle(1)
-
-    assert sorted(
-        envelope.data["order_id"] for envelope, _ in catcher.matching(cancelled_for_deletion(alice))
-    ) == sorted(placed)
+    assert again.kind == "duplicate"
+    assert sorted(await cancellations_caused_by(app, first.envelope.id)) == sorted(placed)
+    for order_id in placed:
+        assert await status_of(unaware_client, alice, order_id) == "cancelled"
     assert await status_of(unaware_client, alice, str(late.id)) == "placed"
+    assert await status_of(client, sentinel, kept["id"]) == "placed"
+
+
+async def cancellations_caused_by(app: FastAPI, cause: uuid.UUID) -> list[str]:
+    """The order ids of the OrderCancelled events the handling of `cause` wrote to the outbox."""
+    async with app.state.runtime.engine.connect() as conn:
+        payloads = (await conn.scalars(select(outbox_table.c.payload))).all()
+    return [
+        p["data"]["order_id"] for p in payloads if p["causation_id"] == str(cause) and p["type"] == "OrderCancelled"
+    ]
 
 
 async def test_an_order_placed_while_the_deletion_is_handled_waits_for_it_and_is_refused(

@@ -1,4 +1,4 @@
-"""fastmicro's published language: the event schemas of CONTRACT.md, shared by producers and consumers.
+"""fastmicro's published language: the event schemas of docs/contract.md, shared by producers and consumers.
 
 Each class is registered in `fastmicro.events.registry` under its (type, version), which is how
 a consumer turns an envelope back into an event. A new incompatible shape is a new class with a

@@ -14,9 +14,10 @@ import structlog
 import uvicorn
 import uvloop
 
+from fastmicro.backoff import Backoff
 from fastmicro.dlq_cli import add_dlq_parser, run_dlq
 from fastmicro.logging import configure_logging
-from fastmicro.messaging import backoff_delay, declare_events_exchange
+from fastmicro.messaging import declare_events_exchange
 from fastmicro.migrations import upgrade_to_head
 from fastmicro.runtime import DeclaresTopology, RolesFactory, Runtime, relay_only
 from fastmicro.web import run_roles
@@ -136,13 +137,11 @@ async def declare_topology(settings: ServiceSettings, roles: RolesFactory, *, wa
 
 async def _channel_when_ready(runtime: Runtime, wait: float) -> AbstractRobustChannel:
     deadline = time.monotonic() + wait
-    attempt = 0
+    backoff = Backoff("broker_not_ready", cap=2.0, logger=log)
     while True:
         try:
             return await runtime.broker.channel(publisher_confirms=False)
         except Exception as error:
             if time.monotonic() >= deadline:
                 raise
-            attempt += 1
-            log.warning("broker_not_ready", error=str(error), attempt=attempt)
-            await asyncio.sleep(backoff_delay(attempt, cap=2.0))
+            await asyncio.sleep(min(backoff.failed(error), max(0.0, deadline - time.monotonic())))

@@ -34,8 +34,6 @@ absorbs (same message id).
 from __future__ import annotations
 
 import codecs
-import json
-import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,30 +46,24 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic_core import from_json
 
-from fastmicro.consumer import (
+from fastmicro.consumer import EventConsumer
+from fastmicro.letters import (
     ATTEMPT_HEADER,
     DEAD_AT_HEADER,
     ERROR_HEADER,
     REASON_HEADER,
+    REPLAYED_HEADER,
     ROUTING_KEY_HEADER,
-    EventConsumer,
+    message_copy,
 )
 from fastmicro.messaging import Broker
 
 log = structlog.get_logger(__name__)
 
-#: How many times a message was replayed out of the dead-letter queue.
-REPLAYED_HEADER = "x-fastmicro-replayed"
-#: When a message was dead-lettered. Read when present; the consumer does not set it (yet).
-
 #: How much of a body `show` prints, and the largest body it parses as JSON.
 BODY_PREVIEW_BYTES = 64 * 1024
 
 _PUBLISH_TIMEOUT = 10.0
-_REASON_WIDTH = 60
-_NAME_WIDTH = 80
-# C0 and C1 controls and DEL, but for newline and tab: a terminal would act on them.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class QueueMissing(Exception):
@@ -166,7 +158,7 @@ class DeadLetter:
             "attempts": self.attempts,
             "reason": self.reason,
             "error": self.error,
-            "dead_at": _jsonable(self.dead_at),
+            "dead_at": jsonable(self.dead_at),
             "replayed": self.replayed,
         }
 
@@ -176,8 +168,8 @@ class DeadLetter:
             **self.summary(),
             "correlation_id": self.correlation_id,
             "content_type": self.content_type,
-            "timestamp": _jsonable(self.timestamp),
-            "headers": _jsonable(dict(self.headers)),
+            "timestamp": jsonable(self.timestamp),
+            "headers": jsonable(dict(self.headers)),
             "body": self.body_text,
             "body_bytes": len(self.body),
             "body_truncated": self.body_truncated,
@@ -277,98 +269,8 @@ async def purge_dead_letters(broker: Broker, queues: DeadLetterQueues, message_i
 
 def replay_copy(message: AbstractIncomingMessage) -> aio_pika.Message:
     """The message as the consumer should see it again: a first attempt, marked as replayed."""
-    headers = {
-        key: value
-        for key, value in (message.headers or {}).items()
-        if key not in {REASON_HEADER, ERROR_HEADER, DEAD_AT_HEADER}
-    }
-    headers[ATTEMPT_HEADER] = 0
-    headers[REPLAYED_HEADER] = (_int(headers.get(REPLAYED_HEADER)) or 0) + 1
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        type=message.type,
-        correlation_id=message.correlation_id,
-        timestamp=message.timestamp,
-    )
-
-
-def render_listing(listing: Listing) -> str:
-    """`dlq list` as aligned text: one line per message, then the count and the queue depth."""
-    rows = [
-        (
-            str(letter.position),
-            _printable(letter.message_id or "-"),
-            _truncate(letter.event_type or "-", _NAME_WIDTH),
-            _truncate(letter.routing_key or "-", _NAME_WIDTH),
-            "-" if letter.attempts is None else str(letter.attempts),
-            _truncate(letter.reason or "-", _REASON_WIDTH),
-            letter.dead_at.isoformat(timespec="seconds") if letter.dead_at else "-",
-        )
-        for letter in listing.letters
-    ]
-    if rows:
-        rows.insert(0, ("#", "MESSAGE ID", "TYPE", "ROUTING KEY", "ATTEMPTS", "REASON", "DEAD AT"))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))] if rows else []
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.append(f"{len(listing.letters)} dead letter(s) listed; {listing.queue} holds {listing.depth}")
-    return "\n".join(lines)
-
-
-def render_letter(letter: DeadLetter, *, copies: int = 1) -> str:
-    """`dlq show` as text: the properties, every header, and the body (pretty when it is JSON)."""
-    fields = [
-        ("message id", letter.message_id),
-        ("position", f"{letter.position}" + (f" ({copies} copies in the queue)" if copies > 1 else "")),
-        ("type", letter.event_type),
-        ("routing key", letter.routing_key),
-        ("attempts", letter.attempts),
-        ("reason", letter.reason),
-        ("error", letter.error),
-        ("dead at", letter.dead_at.isoformat() if letter.dead_at else None),
-        ("replayed", letter.replayed),
-        ("correlation id", letter.correlation_id),
-        ("content type", letter.content_type),
-        ("timestamp", letter.timestamp.isoformat() if letter.timestamp else None),
-        ("body size", f"{len(letter.body)} bytes"),
-    ]
-    width = max(len(name) for name, _ in fields) + 1
-    lines = [f"{name + ':':<{width}} {'-' if value is None else _printable(str(value))}" for name, value in fields]
-    lines.append("headers:")
-    for key, value in letter.headers.items():
-        lines.append(_printable(f"  {key}: {json.dumps(_jsonable(value), ensure_ascii=False)}"))
-    body = letter.body_json
-    lines.append("body:")
-    lines.append(_printable(letter.body_text if body is None else json.dumps(body, indent=2, ensure_ascii=False)))
-    if letter.body_truncated:
-        size = len(letter.body)
-        lines.append(f"… the first {BODY_PREVIEW_BYTES} bytes of {size} (all of them: show --save-body FILE)")
-    return "\n".join(lines)
-
-
-def render_outcome(outcome: Outcome, *, verb: str, past: str, to: str | None = None) -> str:
-    """`dlq replay` / `dlq purge` as text: what was done to which message, and what was not found."""
-    prefix = f"would {verb}" if outcome.dry_run else past
-    lines = [f"{prefix} {len(outcome.done)} dead letter(s) from {outcome.queue}" + (f" to {to}" if to else "")]
-    lines += [
-        _printable(f"  {letter.message_id or '-'}  {letter.event_type or '-'}  {letter.routing_key or '-'}")
-        for letter in outcome.done
-    ]
-    lines += [f"not found: {message_id}" for message_id in outcome.missing]
-    return "\n".join(lines)
-
-
-def _truncate(text: str, width: int) -> str:
-    text = _printable(" ".join(text.split()))  # a reason can hold newlines (pydantic's messages)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _printable(text: str) -> str:
-    """`text` with the control characters a terminal would act on (an escape sequence) shown as `\\xNN`."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    replayed = (_int((message.headers or {}).get(REPLAYED_HEADER)) or 0) + 1
+    return message_copy(message, {ATTEMPT_HEADER: 0, REPLAYED_HEADER: replayed})
 
 
 async def _keep(_: AbstractChannel, __: AbstractIncomingMessage, ___: DeadLetter) -> bool:
@@ -461,12 +363,12 @@ def _datetime(value: Any) -> datetime | None:
     return None
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """AMQP header values (bytes, timestamps, decimals, nested tables) as plain JSON values."""
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bytes):

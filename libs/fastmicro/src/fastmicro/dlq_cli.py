@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import aiormq
 
-from fastmicro import dlq
+from fastmicro import dlq, dlq_text
 from fastmicro.consumer import EventConsumer
 from fastmicro.runtime import RolesFactory, Runtime
 
@@ -117,7 +117,7 @@ async def _dlq_command(runtime: Runtime, queues: dlq.DeadLetterQueues, args: arg
             }
             _out(json.dumps(document, indent=2, ensure_ascii=False))
         else:
-            _out(dlq.render_listing(listing))
+            _out(dlq_text.render_listing(listing))
         return 0
     if args.dlq_command == "show":
         copies = await dlq.find_dead_letters(broker, queues, args.message_id)
@@ -127,7 +127,7 @@ async def _dlq_command(runtime: Runtime, queues: dlq.DeadLetterQueues, args: arg
         if args.json:
             _out(json.dumps({**copies[0].detail(), "copies": len(copies)}, indent=2, ensure_ascii=False))
         else:
-            _out(dlq.render_letter(copies[0], copies=len(copies)))
+            _out(dlq_text.render_letter(copies[0], copies=len(copies)))
         if args.save_body is not None:
             try:
                 args.save_body.write_bytes(copies[0].body)
@@ -138,10 +138,10 @@ async def _dlq_command(runtime: Runtime, queues: dlq.DeadLetterQueues, args: arg
     selected = None if args.all else args.message_ids
     if args.dlq_command == "replay":
         outcome = await dlq.replay_dead_letters(broker, queues, selected, dry_run=args.dry_run)
-        _out(dlq.render_outcome(outcome, verb="replay", past="replayed", to=queues.service_queue))
+        _out(dlq_text.render_outcome(outcome, verb="replay", past="replayed", to=queues.service_queue))
     else:
         outcome = await dlq.purge_dead_letters(broker, queues, selected)
-        _out(dlq.render_outcome(outcome, verb="purge", past="purged"))
+        _out(dlq_text.render_outcome(outcome, verb="purge", past="purged"))
     return 1 if outcome.missing else 0
 
 

@@ -32,7 +32,7 @@ class DomainEvent(BaseModel):
 
 
 class Envelope(BaseModel):
-    """The wire format of CONTRACT.md."""
+    """The wire format of docs/contract.md."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -67,12 +67,11 @@ class Envelope(BaseModel):
 EventT = TypeVar("EventT", bound=type[DomainEvent])
 
 
-class UnknownEventType(LookupError):
-    pass
-
-
 class EventRegistry:
-    """(type, version) -> event class."""
+    """(type, version) -> event class: one class per key, so two schemas can never claim one event.
+
+    Consumers match a message to its class through their own subscriptions (`fastmicro.handling`).
+    """
 
     def __init__(self) -> None:
         self._classes: dict[tuple[str, int], type[DomainEvent]] = {}
@@ -83,15 +82,6 @@ class EventRegistry:
         if known is not event_class:
             raise ValueError(f"event {key} is already registered as {known.__qualname__}")
         return event_class
-
-    def resolve(self, type_: str, version: int) -> type[DomainEvent]:
-        try:
-            return self._classes[(type_, version)]
-        except KeyError:
-            raise UnknownEventType(f"no event class for {type_} v{version}") from None
-
-    def parse(self, envelope: Envelope) -> DomainEvent:
-        return self.resolve(envelope.type, envelope.version).model_validate(envelope.data)
 
 
 #: The process-wide registry; event classes register themselves with `@event`.

@@ -14,10 +14,11 @@ from pydantic_core import to_json
 from structlog.types import EventDict, Processor
 
 from fastmicro import context
+from fastmicro.asgi import StatusRecorder
 from fastmicro.errors import unexpected_error_response
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from fastmicro.settings import ServiceSettings
 
@@ -161,34 +162,24 @@ class RequestContextMiddleware:
         request_id = _request_id_from(scope)
         token = context.correlation_id.set(request_id)
         started = time.perf_counter()
-        status = 500
-        response_started = False
-        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
+        response = StatusRecorder(send, [(REQUEST_ID_HEADER.encode(), request_id.encode())])
 
         with structlog.contextvars.bound_contextvars(request_id=request_id, correlation_id=request_id):
             try:
-                await self.app(scope, receive, send_with_request_id)
+                await self.app(scope, receive, response)
             except Exception as error:
                 # Answered here rather than by Starlette's outermost handler, so that the 500 carries
                 # the request id and its log line is bound to the request.
-                if response_started:
+                if response.started:
                     raise
                 log.error("unhandled_error", method=scope["method"], path=scope["path"], exc_info=error)
-                await unexpected_error_response()(scope, receive, send_with_request_id)
+                await unexpected_error_response()(scope, receive, response)
             finally:
                 context.correlation_id.reset(token)
                 log.info(
                     "http_request",
                     method=scope["method"],
                     path=scope["path"],
-                    status=status,
+                    status=response.status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )

@@ -1,4 +1,4 @@
-"""RabbitMQ: the topology of CONTRACT.md, a connection that outlives broker outages, and the publisher."""
+"""RabbitMQ: the topology of docs/contract.md, a connection that outlives broker outages, and the publisher."""
 
 from __future__ import annotations
 
@@ -55,37 +55,6 @@ async def declare_events_exchange(channel: AbstractRobustChannel, topology: Topo
     )
 
 
-def backoff_delay(attempt: int, *, base: float = 0.2, cap: float = 10.0) -> float:
-    """Exponential backoff with full jitter: replicas that failed together do not retry together."""
-    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - jitter, not security
-
-
-class Backoff:
-    """The consecutive failures of a background loop, and the pause after each: logged, jittered, capped."""
-
-    def __init__(self, event: str, *, cap: float, logger: structlog.typing.FilteringBoundLogger | None = None) -> None:
-        self._event = event
-        self._cap = cap
-        self._log = logger or log
-        self.failures = 0
-
-    def failed(self, error: BaseException) -> float:
-        """Count the failure, log it as `event`, and return how many seconds to pause."""
-        delay = backoff_delay(self.failures, cap=self._cap)
-        self.failures += 1
-        self._log.warning(
-            self._event,
-            error=str(error),
-            error_type=type(error).__name__,
-            retry_in=round(delay, 2),
-            failures=self.failures,
-        )
-        return delay
-
-    def succeeded(self) -> None:
-        self.failures = 0
-
-
 class Broker:
     """One robust AMQP connection per process.
 
@@ -130,28 +99,38 @@ class Broker:
                 self._connection = None
 
 
+class BrokerUnavailable(ConnectionError):
+    """The broker connection is down (aio-pika is reconnecting): nothing can be published now."""
+
+
 class Publisher:
     """Publishes envelopes to the events exchange and waits for the broker's confirm of each."""
 
     def __init__(self, broker: Broker, *, timeout: float = 5.0) -> None:
         self._broker = broker
         self._timeout = timeout
+        self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
 
     async def exchange(self) -> AbstractExchange:
-        """The events exchange on a confirming channel, opened once (raises if the broker is down).
+        """The events exchange on a confirming channel, opened once; raises while the broker is down.
 
         The channel is robust: after a broker outage aio-pika reopens it and this object stays valid.
+        Until then, rather than wait for a confirm that cannot come, this raises `BrokerUnavailable`
+        at once: the relay checks it before it claims rows, so an outage locks and bumps nothing.
         """
         async with self._lock:
             if self._exchange is None:
                 channel = await asyncio.wait_for(self._broker.channel(publisher_confirms=True), self._timeout)
                 self._exchange = await declare_events_exchange(channel, self._broker.topology)
+                self._channel = channel
+            elif not self._broker.is_connected or self._channel is None or self._channel.is_closed:
+                raise BrokerUnavailable("the broker connection is down; aio-pika is reconnecting")
             return self._exchange
 
     async def publish(self, envelope: Envelope) -> None:
-        """Publish with the AMQP properties CONTRACT.md requires; returns once the broker confirmed."""
+        """Publish with the AMQP properties docs/contract.md requires; returns once the broker confirmed."""
         await self.publish_json(
             envelope.model_dump_json().encode(),
             message_id=envelope.id,

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from fastmicro.asgi import StatusRecorder
+
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
 HTTP_LATENCY = Histogram(
@@ -38,20 +40,13 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        response = StatusRecorder(send)
         try:
-            await self.app(scope, receive, record_status)
+            await self.app(scope, receive, response)
         finally:
             route = getattr(scope.get("route"), "path", "<unmatched>")
             method = scope["method"]
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_REQUESTS.labels(method, route, str(response.status)).inc()
             HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
 
 

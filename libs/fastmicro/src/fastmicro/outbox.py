@@ -21,9 +21,9 @@ from sqlalchemy import DDL, DateTime, Index, Integer, String, event, func, selec
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fastmicro.backoff import Backoff
 from fastmicro.db import Base, driver_connection, utcnow
 from fastmicro.events import Envelope
-from fastmicro.messaging import Backoff
 from fastmicro.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from fastmicro.pgnotify import listen
 
@@ -162,8 +162,6 @@ class OutboxRelay:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.published_count = 0
-        self.failure_count = 0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -182,7 +180,6 @@ class OutboxRelay:
                     await self._drain()
                     backoff.succeeded()
                 except Exception as error:  # noqa: BLE001 - any fault: back off, keep the rows, retry
-                    self.failure_count += 1
                     await self._sleep(backoff.failed(error))
                     continue
                 with contextlib.suppress(TimeoutError):
@@ -215,7 +212,7 @@ class OutboxRelay:
         NOTIFY, often of one row, so what a batch costs beside its publishes is what matters.
         The payload goes out as stored: the unit of work wrote it from a validated envelope.
         """
-        await self._publisher.exchange()  # fail fast, before locking rows, while the broker is down
+        await self._publisher.exchange()  # raises while the broker is down: no row is locked or marked
         async with driver_connection(self._engine) as conn, conn.transaction():
             rows = await conn.fetch(CLAIM_SQL, self._batch_size)
             if not rows:
@@ -240,7 +237,6 @@ class OutboxRelay:
                 await conn.execute(_MARK_PUBLISHED_SQL, sent)
             if failed:
                 await conn.execute(_MARK_FAILED_SQL, [message_id for message_id, _ in failed], repr(failed[0][1])[:500])
-        self.published_count += len(sent)
         OUTBOX_PUBLISHED.inc(len(sent))
         log.info("outbox_batch_published", published=len(sent), claimed=len(rows))  # one line per batch
         if failed:

@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fastmicro.messaging import backoff_delay
+from fastmicro.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -25,17 +25,14 @@ async def listen(engine: AsyncEngine, channel: str, wake: asyncio.Event, *, max_
 
     The set after a reconnect covers anything notified while nobody was listening.
     """
-    attempt = 0
+    backoff = Backoff("listen_connect_failed", cap=max_backoff, logger=log)
     while True:
         try:
             connection = await asyncpg.connect(asyncpg_dsn(engine), timeout=3)
         except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-            attempt += 1
-            delay = backoff_delay(attempt, cap=max_backoff)
-            log.warning("listen_connect_failed", channel=channel, error=str(error), retry_in=round(delay, 2))
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.failed(error, channel=channel))
             continue
-        attempt = 0
+        backoff.succeeded()
         try:
             await _hold(connection, channel, wake)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:

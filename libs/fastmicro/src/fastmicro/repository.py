@@ -1,32 +1,19 @@
-"""The repository abstraction: a collection-like view of one aggregate type.
-
-`Repository` is the protocol services depend on (and unit-test fakes implement);
-`SQLAlchemyRepository` implements it once, so a service repository adds only its own queries.
+"""Repositories: `SQLAlchemyRepository`, a collection-like view of one entity type that a service
+repository extends with its own queries; and the helpers of the hot writes' Core statements.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Table, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
-EntityT = TypeVar("EntityT")
-IdT_contra = TypeVar("IdT_contra", contravariant=True)
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
 KeyT = TypeVar("KeyT")
-
-
-class Repository(Protocol[EntityT, IdT_contra]):
-    async def get(self, id_: IdT_contra, /, *, for_update: bool = False) -> EntityT | None: ...
-    async def get_all(self, *, skip: int = 0, limit: int = 100) -> Sequence[EntityT]: ...
-    async def create(self, entity: EntityT, /) -> EntityT: ...
-    async def update(self, entity: EntityT, /) -> EntityT: ...
-    async def delete(self, id_: IdT_contra, /) -> bool: ...
-    async def exists(self, id_: IdT_contra, /) -> bool: ...
 
 
 class SQLAlchemyRepository(Generic[ModelT, KeyT]):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy import exc, text
 
-from fastmicro.messaging import Backoff
+from fastmicro.backoff import Backoff
 from fastmicro.metrics import RETENTION_PURGED
 
 if TYPE_CHECKING:
@@ -94,8 +94,6 @@ class RetentionPurger:
         self._max_backoff = min(max_backoff, interval)
         self._stopping = asyncio.Event()
         self._missing: set[str] = set()
-        self.run_count = 0
-        self.failure_count = 0
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -111,11 +109,9 @@ class RetentionPurger:
             try:
                 deleted = await self.purge()
             except Exception as error:  # noqa: BLE001 - any fault: back off and try again, never crash
-                self.failure_count += 1
                 await self._sleep(backoff.failed(error))
                 continue
             backoff.succeeded()
-            self.run_count += 1
             if any(deleted.values()):
                 log.info("retention_purged", **deleted)
             await self._sleep(self._interval)

@@ -9,16 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from fastmicro_contracts.currencies import minor_unit_digits
 from fastmicro_contracts.orders import CancelReason, OrderLine
 from notifications.models import OrderId
-
-#: ISO 4217 currencies whose minor unit is not the cent; every other one has two decimals.
-_MINOR_DIGITS = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI"), 0),
-    **dict.fromkeys(("VND", "VUV", "XAF", "XOF", "XPF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-    **dict.fromkeys(("CLF", "UYW"), 4),
-}
 
 _CANCEL_REASONS: dict[CancelReason, str] = {
     "requested": "as you asked",
@@ -37,7 +30,7 @@ class Message:
 def format_money(minor_units: int, currency: str) -> str:
     """`1234, "USD"` -> `"12.34 USD"`: minor units shown with the currency's own number of decimals."""
     currency = currency.upper()
-    digits = _MINOR_DIGITS.get(currency, 2)
+    digits = minor_unit_digits(currency)
     amount = Decimal(minor_units).scaleb(-digits)
     return f"{amount:,.{digits}f} {currency}"
 

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 from prometheus_client import Counter
 
+from fastmicro.backoff import Backoff
 from fastmicro.db import utcnow
-from fastmicro.messaging import Backoff
 from fastmicro.pgnotify import listen
 from notifications.mailer import Mailer, MailServerUnavailable, is_permanent
 from notifications.models import Notification, NotificationId
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-NOTIFY_CHANNEL = PENDING_CHANNEL
 
 #: How long to wait when due rows remain that another replica is claiming (or that just fell due).
 _HELD_ELSEWHERE_WAIT = 0.5
@@ -127,7 +126,6 @@ class EmailSender:
         self._held: _Held | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.sent_count = 0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -135,7 +133,7 @@ class EmailSender:
 
     async def run(self) -> None:
         listener = asyncio.create_task(
-            listen(self._engine, NOTIFY_CHANNEL, self._wake, max_backoff=self._max_backoff),
+            listen(self._engine, PENDING_CHANNEL, self._wake, max_backoff=self._max_backoff),
             name="notifications-listen",
         )
         backoff = Backoff("email_sender_paused", cap=self._max_backoff, logger=log)
@@ -157,7 +155,7 @@ class EmailSender:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-            log.info("email_sender_stopped", sent=self.sent_count)
+            log.info("email_sender_stopped")
 
     async def _drain(self) -> None:
         while not self._stopping.is_set():
@@ -287,7 +285,6 @@ class EmailSender:
             kind: OutcomeKind = "rejected" if is_permanent(error) else "retry"
             outcome = _Outcome(notification.id, kind, utcnow(), description)
         else:
-            self.sent_count += 1
             outcome = _Outcome(notification.id, "sent", utcnow())
         if not connection.is_open:
             return outcome, MailServerUnavailable("the mail server closed the connection")

@@ -9,8 +9,8 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from fastmicro.fields import Text, WholeNumber
+from fastmicro_contracts.currencies import ACTIVE_CURRENCIES
 from fastmicro_contracts.orders import MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE, SKU_MAX_LENGTH
-from orders.currencies import ACTIVE_CURRENCIES
 
 
 def _active_currency(code: str) -> str:

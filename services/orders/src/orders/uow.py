@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from fastmicro.uow import UnitOfWork
+from fastmicro.uow import OutboxUnitOfWork
 from orders.queries import OrderQueries
 from orders.repository import DeletedUserRepository, OrderRepository
 
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
-class OrdersUnitOfWork(UnitOfWork):
+class OrdersUnitOfWork(OutboxUnitOfWork):
     """The orders' repositories in one transaction; `queries` reads outside any (no `async with` needed)."""
 
     orders: OrderRepository

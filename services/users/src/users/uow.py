@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from fastmicro.uow import UnitOfWork
+from fastmicro.uow import OutboxUnitOfWork
 from users.queries import UserQueries
 from users.repository import LoginFailureRepository, RefreshTokenRepository, UserRepository
 
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
-class UsersUnitOfWork(UnitOfWork):
+class UsersUnitOfWork(OutboxUnitOfWork):
     """The users' repository in one transaction; `queries` reads outside any (no `async with` needed)."""
 
     users: UserRepository

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from fastmicro.consumer import create_inbox, drop_inbox
+from notifications.repository import PENDING_CHANNEL
 
 revision = "0001"
 down_revision = None
@@ -67,10 +68,10 @@ def upgrade() -> None:
     # The sender LISTENs on this channel. Statement-level: one NOTIFY per INSERT statement,
     # delivered by PostgreSQL at commit, and only if the transaction commits.
     op.execute(
-        """
+        f"""
 CREATE FUNCTION notifications_pending_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('notifications_pending', '');
+    PERFORM pg_notify('{PENDING_CHANNEL}', '');
     RETURN NULL;
 END $$
 """

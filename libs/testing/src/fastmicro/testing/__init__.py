@@ -3,6 +3,7 @@
 from fastmicro.testing.bus import publish_envelope, publish_event, publish_raw
 from fastmicro.testing.catcher import EventCatcher, catch_events
 from fastmicro.testing.client import app_client
+from fastmicro.testing.delivery import EventDelivery
 from fastmicro.testing.plugin import migrated_database
 from fastmicro.testing.processes import ServiceProcess
 from fastmicro.testing.proxy import TcpProxy
@@ -10,6 +11,7 @@ from fastmicro.testing.servers import TestServers
 
 __all__ = [
     "EventCatcher",
+    "EventDelivery",
     "ServiceProcess",
     "TcpProxy",
     "TestServers",

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+#: The versions CI's service containers and docker-compose.yml run (libs/fastmicro/tests/test_docs.py checks).
+POSTGRES_IMAGE = "postgres:17-alpine"
+RABBITMQ_IMAGE = "rabbitmq:4.1-management-alpine"
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,8 @@ def _start_containers(stack: contextlib.ExitStack) -> TestServers:
     from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
     from testcontainers.rabbitmq import RabbitMqContainer  # noqa: PLC0415
 
-    postgres = stack.enter_context(PostgresContainer("postgres:16-alpine", driver=None))
-    rabbitmq = stack.enter_context(RabbitMqContainer("rabbitmq:3.13-alpine"))
+    postgres = stack.enter_context(PostgresContainer(POSTGRES_IMAGE, driver=None))
+    rabbitmq = stack.enter_context(RabbitMqContainer(RABBITMQ_IMAGE))
     amqp_url = (
         f"amqp://{rabbitmq.username}:{rabbitmq.password}@"
         f"{rabbitmq.get_container_host_ip()}:{rabbitmq.get_exposed_port(rabbitmq.port)}/"
