@@ -7,6 +7,7 @@ root pyproject, .env.example, create-secrets.sh and the docs from those manifest
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,13 @@ def test_every_generated_file_is_fresh() -> None:
 def test_every_folder_under_services_is_a_service_with_a_manifest() -> None:
     folders = {path.name for path in (ROOT / "services").iterdir() if (path / "pyproject.toml").is_file()}
     assert folders == set(MANIFESTS)
+
+
+def test_the_worker_runs_what_the_manifest_says() -> None:
+    """[tool.fastmicro] roles (what the deployment files say the worker runs) is what the code builds."""
+    for name, declared in MANIFESTS.items():
+        service = importlib.import_module(f"{name}.main").service
+        assert service.role_kinds() == declared.roles, f"{name}: its code runs {service.role_kinds()}"
 
 
 @pytest.fixture
