@@ -44,6 +44,11 @@ lint-infra: install  ## Dockerfile, compose file, Kubernetes manifests and CI wo
 generate: install  ## rewrite what lists the services (compose, k8s, init script, pyproject, docs) from their manifests
 	$(RUN) python tools/workspace.py
 
+service: install  ## a new service: `make service NAME=billing` (templates/service, then every list of services)
+	@test -n "$(NAME)" || { echo "usage: make service NAME=<name>"; exit 2; }
+	PATH="$$(dirname $(UV)):$$PATH" $(RUN) python tools/new_service.py $(NAME)
+	$(UV) sync --locked
+
 fmt: install  ## format and auto-fix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
