@@ -7,7 +7,7 @@ RUN = $(UV) run --frozen
 COMPOSE ?= docker compose
 REPEAT ?= 1
 
-.PHONY: help install servers dev test e2e faults fuzz bench lint lint-infra fmt migrate up down logs ps
+.PHONY: help install servers dev test e2e faults fuzz bench lint lint-infra fmt migrate generate service up down logs ps
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,8 @@ fuzz: install servers  ## schemathesis against every service's OpenAPI document:
 bench: install servers  ## every hot path against its raw twin, results in bench/ (SMOKE=1: every path once, in seconds)
 	$(RUN) python -m bench $(if $(SMOKE),--smoke) $(ARGS)
 
-lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, and lint-infra
+lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, the generated files, and lint-infra
+	$(RUN) python tools/workspace.py --check
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy libs services tools tests-e2e deploy bench
@@ -42,6 +43,14 @@ lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, and
 
 lint-infra: install  ## Dockerfile, compose file, Kubernetes manifests and CI workflow, validated offline
 	$(RUN) python deploy/lint_infra.py
+
+generate: install  ## rewrite what lists the services (compose, k8s, init script, pyproject, docs) from their manifests
+	$(RUN) python tools/workspace.py
+
+service: install  ## a new service: `make service NAME=billing` (templates/service, then every list of services)
+	@test -n "$(NAME)" || { echo "usage: make service NAME=<name>"; exit 2; }
+	PATH="$$(dirname $(UV)):$$PATH" $(RUN) python tools/new_service.py $(NAME)
+	$(UV) sync --locked
 
 fmt: install  ## format and auto-fix
 	$(RUN) ruff format .
@@ -60,10 +69,11 @@ faults: install servers  ## the fault-injection suite alone, with its figures (R
 up: .env  ## the whole stack in Docker: build, migrate, start, wait until healthy, print the URLs
 	$(COMPOSE) up -d --build --wait
 	@printf '\nfastmicro is up (make logs, make ps, make down):\n'
+	@for manifest in services/*/pyproject.toml; do \
+	  printf '  %-15s %s\n' "$$(basename "$$(dirname "$$manifest")")" \
+	    "http://localhost:$$(sed -n 's/^port = \([0-9]*\).*/\1/p' "$$manifest")/docs"; \
+	done
 	@printf '  %-15s %s\n' \
-	  users http://localhost:8001/docs \
-	  orders http://localhost:8002/docs \
-	  notifications http://localhost:8003/docs \
 	  'RabbitMQ UI' 'http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)' \
 	  'Mailpit' 'http://localhost:8025 (every mail the stack sends)'
 

@@ -1,6 +1,6 @@
 """`python -m bench.roles <service> <RoleClass>`: one of a service's background roles alone, as its worker runs it.
 
-The service's own `background_roles(runtime)` is called and only the roles of that class are
+The service's own `roles()` (its Runtime's, in main.py's `service`) is called and only the roles of that class are
 kept, then run by the kernel's `run_worker` (the code behind `python -m <service> worker`, on
 uvloop): the consumer is measured without the email sender beside it, and the other way round.
 It logs `worker_started` once the role runs.
@@ -17,7 +17,7 @@ import uvloop
 
 from fastmicro.cli import run_worker
 from fastmicro.logging import configure_logging
-from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
+from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime
 from fastmicro.settings import ServiceSettings
 
 
@@ -45,10 +45,10 @@ def main() -> None:
     parser.add_argument("service")
     parser.add_argument("role", help="the class name of the role, e.g. EventConsumer, EmailSender, OutboxRelay")
     args = parser.parse_args()
-    settings = settings_class(args.service)()
-    roles: RolesFactory = getattr(importlib.import_module(f"{args.service}.main"), "background_roles", relay_only)
+    service = importlib.import_module(f"{args.service}.main").service
+    settings = service.settings()
     configure_logging(settings)
-    uvloop.run(run_worker(settings, only(roles, args.role)))
+    uvloop.run(run_worker(settings, only(service.runtime.roles, args.role), service.runtime))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ from fastmicro.messaging import Broker, Topology
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing.plugin import delete_topology
 from fastmicro.testing.ports import free_port_base
+from fastmicro.workspace import services
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = {"users": 8001, "orders": 8002, "notifications": 8003}
+#: Every service `make dev` runs, and its port: what each services/<name>/pyproject.toml declares.
+SERVICES = {service.name: service.port for service in services(ROOT)}
+CONSUMERS = tuple(service.name for service in services(ROOT) if service.consumes)
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Stack:
 
 
 def free_port_offset() -> int:
-    """An offset at which the three service ports and nothing else are free."""
+    """An offset at which every service's port is free."""
     return free_port_base(SERVICES.values())
 
 
@@ -89,7 +92,7 @@ async def delete_queues(amqp_url: str, namespace: str) -> None:
     delays = ServiceSettings.model_fields["consumer_retry_delays"].default
     queues = [
         f"{namespace}{service}.events{suffix}"
-        for service in ("orders", "notifications")
+        for service in CONSUMERS
         for suffix in ("", ".dead", *(f".retry.{int(delay * 1000)}ms" for delay in delays))
     ]
     try:

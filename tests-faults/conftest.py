@@ -9,14 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fastmicro.cli import declare_topology
 from fastmicro.messaging import Broker, Topology
 from fastmicro.testing import TestServers, migrated_database
 from fastmicro.testing.plugin import DatabaseFactory, delete_topology
-from fault_stack import FaultStack, MailSink
+from fault_stack import SERVICES, FaultStack, MailSink
 from figures import Figure, Record, table
-from notifications.main import background_roles as notifications_roles
-from orders.main import background_roles as orders_roles
 
 _FIGURES = pytest.StashKey[list[Figure]]()
 
@@ -60,14 +57,12 @@ async def stack(
     """Fresh databases, a broker namespace of the scenario's own with every queue declared."""
     namespace = f"{amqp_namespace}f{uuid.uuid4().hex[:6]}."
     databases = {
-        service: await migrated_database(database_factory, service, f"{service}:migrations")
-        for service in ("users", "orders", "notifications")
+        service: await migrated_database(database_factory, service, f"{service}:migrations") for service in SERVICES
     }
     broker = Broker(test_servers.amqp_url, Topology(namespace))
     stack = FaultStack(namespace, test_servers.amqp_url, databases, mail, broker)
     queues = [
-        *await declare_topology(stack.settings("orders"), orders_roles, wait=10),
-        *await declare_topology(stack.settings("notifications"), notifications_roles, wait=10),
+        queue for name, service in SERVICES.items() for queue in await service.declare_topology(stack.settings(name))
     ]
     try:
         yield stack

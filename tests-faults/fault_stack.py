@@ -1,4 +1,4 @@
-"""The three services wired for fault injection: own databases, broker namespace and SMTP server.
+"""The services wired for fault injection: own databases, broker namespace and SMTP server.
 
 Each scenario gets a `FaultStack`: fresh databases (so counts are the scenario's alone), a broker
 namespace of its own (so no other test's consumer takes its messages), and the settings or
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import threading
 import time
@@ -27,24 +28,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastmicro.messaging import Broker
-from fastmicro.settings import ServiceSettings
+from fastmicro.service import Service
 from fastmicro.testing import app_client, publish_event
 from fastmicro.testing.tokens import signer_for
 from fastmicro.tokens import TokenSigner
+from fastmicro.workspace import services
 from fastmicro_contracts.users import UserCreated
-from notifications.main import create_app as notifications_app
-from notifications.settings import NotificationsSettings
-from orders.main import create_app as orders_app
-from orders.settings import OrdersSettings
-from users.main import create_app as users_app
-from users.settings import UsersSettings
 
-SETTINGS: dict[str, type[ServiceSettings]] = {
-    "users": UsersSettings,
-    "orders": OrdersSettings,
-    "notifications": NotificationsSettings,
+#: Every service of the workspace (services/*/pyproject.toml), as its main.py declares it.
+SERVICES: dict[str, Service[Any, Any]] = {
+    manifest.name: importlib.import_module(f"{manifest.name}.main").service for manifest in services()
 }
-APPS: dict[str, Callable[[Any], Any]] = {"users": users_app, "orders": orders_app, "notifications": notifications_app}
 
 #: Short delays everywhere, so a scenario sees retries and recoveries in seconds, not minutes.
 FAST: dict[str, Any] = {
@@ -125,14 +119,14 @@ class FaultStack:
         """That service's settings, pointed at the stack (and at any proxy URL given in overrides)."""
         values: dict[str, Any] = {
             **FAST,
-            **FAST_BY_SERVICE[service],
+            **FAST_BY_SERVICE.get(service, {}),
             "database_url": self.databases[service],
             "amqp_url": self.amqp_url,
             "amqp_namespace": self.namespace,
         }
         if service == "notifications":
             values["smtp_port"] = self.mail.port
-        return SETTINGS[service](_env_file=None, **{**values, **overrides})
+        return SERVICES[service].settings(_env_file=None, **{**values, **overrides})
 
     def env(self, service: str, **overrides: Any) -> dict[str, str]:
         """The same settings as environment variables, for `python -m <service> worker`."""
@@ -145,7 +139,7 @@ class FaultStack:
     async def app(self, service: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         """The service in this process (API and background roles), as an HTTP client."""
         settings = self.settings(service, **overrides)
-        async with app_client(APPS[service](settings), base_url=f"http://{service}") as client:
+        async with app_client(SERVICES[service].create_app(settings), base_url=f"http://{service}") as client:
             yield client
 
     def tokens(self) -> TokenSigner:

@@ -16,24 +16,23 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email import message_from_bytes
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
+from fastmicro.workspace import ServiceManifest as Service
+from fastmicro.workspace import services
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    port: int
-
-
-SERVICES = (Service("users", 8001), Service("orders", 8002), Service("notifications", 8003))
-COLOURS = {"users": "\033[36m", "orders": "\033[35m", "notifications": "\033[33m", "smtp": "\033[32m"}
+#: Every service of the workspace (services/*/pyproject.toml, [tool.fastmicro]), in the order of their ports.
+SERVICES = services(Path(__file__).resolve().parents[1])
+_PALETTE = ("\033[36m", "\033[35m", "\033[33m", "\033[34m", "\033[31m", "\033[96m", "\033[95m", "\033[93m")
+COLOURS = {service.name: _PALETTE[index % len(_PALETTE)] for index, service in enumerate(SERVICES)}
+COLOURS["smtp"] = "\033[32m"
 COLOURS.update({f"{name}-w": colour for name, colour in COLOURS.items()})
 RESET = "\033[0m"
 WIDTH = max(len(name) for name in COLOURS)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,23 +32,19 @@ import httpx
 import uvicorn
 import uvloop
 from aiosmtpd.controller import Controller
-from fastapi import FastAPI
 
-from fastmicro.cli import declare_topology
 from fastmicro.messaging import Broker, Topology
 from fastmicro.migrations import upgrade_to_head
-from fastmicro.runtime import RolesFactory, relay_only
+from fastmicro.service import Service as Declared
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing.plugin import delete_topology, sqlalchemy_url
 from fastmicro.testing.ports import free_port_base
 from fastmicro.testing.servers import TestServers, resolve
-from notifications.main import background_roles as notifications_roles
-from notifications.main import create_app as notifications_app
+from notifications.main import service as notifications
 from notifications.settings import NotificationsSettings
-from orders.main import background_roles as orders_roles
-from orders.main import create_app as orders_app
+from orders.main import service as orders
 from orders.settings import OrdersSettings
-from users.main import create_app as users_app
+from users.main import service as users
 from users.settings import UsersSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +58,7 @@ PEERS = ("alice", "bob")  # the users orders and notifications are fuzzed as (to
 class Service:
     name: str
     settings: ServiceSettings
-    app: Callable[[Any], FastAPI]
-    roles: RolesFactory
+    declared: Declared[Any, Any]  #: its `service` (fastmicro.service): the app, the roles, the topology
 
     @property
     def url(self) -> str:
@@ -94,13 +89,10 @@ def services(servers: TestServers, tag: str, base_port: int, smtp_port: int) -> 
     # refuse the fuzzer's own accounts their logins. The limits per account stay as deployed.
     one_address: dict[str, Any] = {"login_failures_per_address": 1_000_000}
     return [
-        Service("users", UsersSettings(**common(0, "users"), **cheap_hashing, **one_address), users_app, relay_only),
-        Service("orders", OrdersSettings(**common(1, "orders")), orders_app, orders_roles),
+        Service("users", UsersSettings(**common(0, "users"), **cheap_hashing, **one_address), users),
+        Service("orders", OrdersSettings(**common(1, "orders")), orders),
         Service(
-            "notifications",
-            NotificationsSettings(**common(2, "notifications"), smtp_port=smtp_port),
-            notifications_app,
-            notifications_roles,
+            "notifications", NotificationsSettings(**common(2, "notifications"), smtp_port=smtp_port), notifications
         ),
     ]
 
@@ -144,7 +136,7 @@ async def topology(stack: list[Service], amqp_url: str, namespace: str) -> Async
     queues: list[str] = []
     try:
         for service in stack:
-            queues += await declare_topology(service.settings, service.roles, wait=10)
+            queues += await service.declared.declare_topology(service.settings, wait=10)
         yield
     finally:
         broker = Broker(amqp_url, Topology(namespace))
@@ -157,7 +149,7 @@ async def serving(stack: list[Service]) -> AsyncIterator[None]:
     servers = [
         _Server(
             uvicorn.Config(
-                service.app(service.settings),
+                service.declared.create_app(service.settings),
                 host="127.0.0.1",
                 port=service.settings.http_port,
                 http="httptools",

@@ -19,7 +19,9 @@
 set -euo pipefail
 
 namespace=${1:?usage: deploy/k8s/create-secrets.sh <namespace>}
+# generated: services (tools/workspace.py, from services/*/pyproject.toml: `make generate`)
 services=(users orders notifications)
+# end generated
 postgres_host=fastmicro-pg-rw          # the read-write Service CloudNativePG makes for the Cluster
 rabbitmq_host=fastmicro-rabbitmq       # the Service the RabbitMQ operator makes for the RabbitmqCluster
 rabbitmq_user_secret=fastmicro-rabbitmq-default-user

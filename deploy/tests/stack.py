@@ -24,10 +24,12 @@ from typing import Any
 import yaml
 
 from fastmicro.settings import ServiceSettings
+from fastmicro.workspace import services
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The contract's processes and ports (CONTRACT.md, "Processes and ports").
-SERVICES = {"users": 8001, "orders": 8002, "notifications": 8003}
+#: Every service and its port, as its own folder declares them (services/*/pyproject.toml, [tool.fastmicro]).
+MANIFESTS = {service.name: service for service in services(ROOT)}
+SERVICES = {name: service.port for name, service in MANIFESTS.items()}
 OVERLAYS = ("dev", "prod")
 #: What every deployment sets, whatever the settings' defaults (those are for a developer's machine).
 DEPLOYMENT_REQUIRED = {
@@ -39,7 +41,10 @@ DEPLOYMENT_REQUIRED = {
     "HTTP_PORT",
     "LOG_FORMAT",
 }
-SERVICE_REQUIRED = {"notifications": {"SMTP_HOST", "SMTP_PORT"}, "users": {"JWT_SIGNING_KEY"}}
+SERVICE_REQUIRED = {
+    name: {"JWT_SIGNING_KEY"} if service.signs_tokens else {"SMTP_HOST", "SMTP_PORT"} if service.sends_mail else set()
+    for name, service in MANIFESTS.items()
+}
 #: Variables whose values are secret: set from Secrets, never written in a manifest.
 SECRET_VARIABLES = {"DATABASE_URL", "AMQP_URL", "JWT_SIGNING_KEY", "METRICS_TOKEN"}
 

@@ -11,12 +11,11 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from fastmicro.cli import declare_topology
 from fastmicro.messaging import Broker, Topology
 from fastmicro.testing import TestServers, app_client, migrated_database
 from fastmicro.testing.plugin import DatabaseFactory, delete_topology
 from fastmicro.tokens import TokenSigner
-from notifications.main import background_roles, create_app
+from notifications.main import create_app, service
 from notifications.settings import NotificationsSettings
 
 from .helpers import Inbox, SmtpSink, token_codec
@@ -65,7 +64,7 @@ async def client(
     settings: NotificationsSettings, test_broker: Broker, queues_to_delete: list[str]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """One running notifications app (API, consumer, sender) for the session; tests use their own users."""
-    queues_to_delete.extend(await declare_topology(settings, background_roles, wait=10))
+    queues_to_delete.extend(await service.declare_topology(settings))
     async with app_client(create_app(settings), base_url="http://notifications") as client:
         yield client
 
@@ -96,7 +95,7 @@ async def unaware_client(
     between a UserDeleted's commit and its next revocation reload: for reading what a deletion left."""
     app = create_app(make_settings(**settings.model_dump(exclude={"serve_roles"}), serve_roles=False))
     async with app_client(app, base_url="http://notifications") as unaware:
-        app.state.revocations = None
+        app.state.runtime.revocations = None
         yield unaware
 
 
@@ -140,7 +139,7 @@ def own_service(database_factory: DatabaseFactory, test_servers: TestServers, am
         )
         broker = Broker(test_servers.amqp_url, Topology(namespace))
         engine = create_async_engine(settings.database_url)
-        queues = await declare_topology(settings, background_roles, wait=10)
+        queues = await service.declare_topology(settings)
         try:
             async with app_client(create_app(settings), base_url="http://notifications") as client:
                 yield Service(client, broker, settings, engine)

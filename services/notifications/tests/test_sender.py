@@ -24,11 +24,10 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from fastmicro.db import create_engine, create_session_factory, utcnow
-from fastmicro.runtime import Runtime
 from fastmicro.testing import migrated_database
 from fastmicro.testing.plugin import DatabaseFactory, ProxyFactory
+from notifications.dependencies import Notifications
 from notifications.mailer import Mailer, MailServerUnavailable
-from notifications.main import background_roles
 from notifications.sender import EmailSender
 from notifications.settings import NotificationsSettings
 from notifications.uow import NotificationsUnitOfWork
@@ -283,11 +282,11 @@ async def test_a_claimed_batch_is_left_to_its_sender_with_no_lock_held_while_it_
 ) -> None:
     """While a batch is in flight its rows are locked by no one, yet a second sender claims none of them."""
     ids = await add_pending(database, 5)
-    runtime = Runtime.from_settings(
+    runtime = Notifications.from_settings(
         # One connection: the whole batch waits behind the send held in flight.
         make_settings(database_url=database_url, smtp_port=sink.port, sender_lease_seconds=60.0, smtp_connections=1)
     )
-    [first] = [role for role in background_roles(runtime) if isinstance(role, EmailSender)]  # as main.py wires it
+    [first] = [role for role in runtime.roles() if isinstance(role, EmailSender)]  # as the service wires it
     second = senders(database_url)
     sink.gate.hold(0)
     try:

@@ -9,13 +9,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from fastmicro.cli import declare_topology
 from fastmicro.messaging import Broker
 from fastmicro.testing import TestServers, app_client, migrated_database
 from fastmicro.testing.plugin import DatabaseFactory
 from fastmicro.testing.tokens import signer_for
 from fastmicro.tokens import TokenSigner
-from orders.main import background_roles, create_app
+from orders.main import create_app, service
 from orders.settings import OrdersSettings
 
 
@@ -52,7 +51,7 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """One running orders app (API, outbox relay, UserDeleted consumer) for the session."""
     # As `python -m orders topology` does before the service starts: nothing published is unrouted.
-    queues_to_delete.extend(await declare_topology(orders_settings, background_roles, wait=10))
+    queues_to_delete.extend(await service.declare_topology(orders_settings))
     async with app_client(app, base_url="http://orders") as client:
         yield client
 
@@ -66,7 +65,7 @@ async def unaware_client(
     user's requests beyond the 401 (the placing guard, reads of their cancelled orders) use it."""
     app = create_app(make_settings(**orders_settings.model_dump(exclude={"serve_roles"}), serve_roles=False))
     async with app_client(app, base_url="http://orders") as unaware:
-        app.state.revocations = None
+        app.state.runtime.revocations = None
         yield unaware
 
 

@@ -13,8 +13,8 @@ import pytest
 from fastmicro.messaging import Broker
 from fastmicro.testing import app_client
 from fastmicro.tokens import PublicKeySet, TokenVerifier
+from users.dependencies import Users
 from users.main import create_app
-from users.service import Authority
 from users.settings import UsersSettings
 
 from .conftest import PASSWORD, Account
@@ -124,9 +124,9 @@ async def clocked(
     """An app whose sessions read the time from `now[0]`, which the test moves."""
     now = [datetime.now(UTC)]
     app = create_app(users_settings)
-    authority: Authority = app.state.authority
-    app.state.authority = dataclasses.replace(authority, clock=lambda: now[0])
     async with app_client(app, base_url="http://users") as client:
+        users: Users = app.state.runtime
+        users.authority = dataclasses.replace(users.authority, clock=lambda: now[0])
         yield client, now
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from fastmicro.messaging import Broker
 from fastmicro.testing import app_client
+from users.dependencies import Users
 from users.main import create_app
-from users.service import Authority
 from users.settings import UsersSettings
 
 from .conftest import PASSWORD, make_settings
@@ -47,12 +47,12 @@ def replicas(users_settings: UsersSettings, test_broker: Broker, now: list[datet
 
     def replica() -> Client:
         app = create_app(settings)
-        authority: Authority = app.state.authority
-        app.state.authority = dataclasses.replace(authority, clock=lambda: now[0])
 
         @contextlib.asynccontextmanager
         async def client(address: str) -> AsyncIterator[httpx.AsyncClient]:
             async with app_client(app, base_url="http://users", client_address=address) as http:
+                users: Users = app.state.runtime
+                users.authority = dataclasses.replace(users.authority, clock=lambda: now[0])
                 yield http
 
         return client

@@ -8,7 +8,7 @@ import gc
 import signal
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 import uvicorn
@@ -19,7 +19,7 @@ from fastmicro.dlq_cli import add_dlq_parser, run_dlq
 from fastmicro.logging import configure_logging
 from fastmicro.messaging import declare_events_exchange
 from fastmicro.migrations import upgrade_to_head
-from fastmicro.runtime import DeclaresTopology, RolesFactory, Runtime, relay_only
+from fastmicro.runtime import DeclaresTopology, RolesFactory, Runtime
 from fastmicro.web import run_roles
 
 if TYPE_CHECKING:
@@ -38,10 +38,16 @@ def run_cli(
     settings_factory: Callable[[], SettingsT],
     app_factory: Callable[[SettingsT], FastAPI],
     migrations: str,
-    roles: RolesFactory = relay_only,
+    roles: RolesFactory,
+    runtime: type[Runtime[Any]] = Runtime,
+    app_import: str | None = None,
     argv: Sequence[str] | None = None,
 ) -> None:
-    """Parse `argv` and run the command; a failed command raises SystemExit (1, or 2 for a usage error)."""
+    """Parse `argv` and run the command; a failed command raises SystemExit (1, or 2 for a usage error).
+
+    `app_import` (`orders.main:service.create_app`) is where `serve --workers N` finds the app factory
+    in each worker process; by default the factory's own module and name.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m {migrations.partition(':')[0]}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API, with the relay and consumers unless SERVE_ROLES=false")
@@ -67,7 +73,9 @@ def run_cli(
     if args.command == "serve":
         # Several workers need the app as an import string: each process builds its own, from the environment.
         app: FastAPI | str = (
-            app_factory(settings) if args.workers == 1 else f"{app_factory.__module__}:{app_factory.__qualname__}"
+            app_factory(settings)
+            if args.workers == 1
+            else app_import or f"{app_factory.__module__}:{app_factory.__qualname__}"
         )
         uvicorn.run(
             app,
@@ -83,27 +91,32 @@ def run_cli(
             timeout_graceful_shutdown=15,
         )
     elif args.command == "worker":
-        uvloop.run(run_worker(settings, roles))
+        uvloop.run(run_worker(settings, roles, runtime))
     elif args.command == "migrate":
         uvloop.run(upgrade_to_head(migrations, settings.database_url))
         log.info("migrations_applied")
     elif args.command == "dlq":
-        code = uvloop.run(run_dlq(settings, roles, args))
+        code = uvloop.run(run_dlq(settings, _over(runtime, roles), args))
         if code:
             raise SystemExit(code)
     else:
-        uvloop.run(declare_topology(settings, roles, wait=args.wait))
+        uvloop.run(declare_topology(settings, roles, wait=args.wait, runtime=runtime))
 
 
-async def run_worker(settings: ServiceSettings, roles: RolesFactory) -> None:
+def _over(runtime: type[Runtime[Any]], roles: RolesFactory) -> RolesFactory:
+    """`roles` of the service's own runtime class, over the engine and broker of a kernel `Runtime`."""
+    return lambda base: roles(runtime.adopt(base))
+
+
+async def run_worker(settings: ServiceSettings, roles: RolesFactory, runtime: type[Runtime[Any]] = Runtime) -> None:
     """Run the background roles until SIGTERM or SIGINT, then stop them gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runtime = Runtime.from_settings(settings)
+    held = runtime.from_settings(settings)
     try:
-        async with run_roles(roles(runtime)):
+        async with run_roles(roles(held)):
             # What startup built (modules, mappers, routes) lives as long as the process: moved
             # out of the collector's sight, a full collection no longer walks it. Under load that
             # walk was a pause of tens of ms every few seconds (GET p99 117 -> 55 ms, wrk, make dev).
@@ -112,27 +125,29 @@ async def run_worker(settings: ServiceSettings, roles: RolesFactory) -> None:
             await stop.wait()
             log.info("worker_stopping")
     finally:
-        await runtime.close()
+        await held.close()
 
 
-async def declare_topology(settings: ServiceSettings, roles: RolesFactory, *, wait: float) -> list[str]:
+async def declare_topology(
+    settings: ServiceSettings, roles: RolesFactory, *, wait: float, runtime: type[Runtime[Any]] = Runtime
+) -> list[str]:
     """Declare the events exchange and every queue this service's roles consume, ahead of any publish.
 
     Returns the names of the queues declared for the roles.
     """
-    runtime = Runtime.from_settings(settings)
+    held = runtime.from_settings(settings)
     try:
-        channel = await _channel_when_ready(runtime, wait)
-        await declare_events_exchange(channel, runtime.broker.topology)
+        channel = await _channel_when_ready(held, wait)
+        await declare_events_exchange(channel, held.broker.topology)
         queues: list[str] = []
-        for role in roles(runtime):
+        for role in roles(held):
             if isinstance(role, DeclaresTopology):
                 await role.declare(channel)
                 queues.extend(role.queue_names)
-        log.info("topology_declared", exchange=runtime.broker.topology.events_exchange, queues=queues)
+        log.info("topology_declared", exchange=held.broker.topology.events_exchange, queues=queues)
         return queues
     finally:
-        await runtime.close()
+        await held.close()
 
 
 async def _channel_when_ready(runtime: Runtime, wait: float) -> AbstractRobustChannel:

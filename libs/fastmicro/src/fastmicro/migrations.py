@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 
 from alembic import command, context
@@ -34,6 +35,16 @@ def run_env(target_metadata: MetaData, default_url: Callable[[], str]) -> None:
             context.run_migrations()
         return
     asyncio.run(_run_online(url, target_metadata))
+
+
+def run_service_env(package: str) -> None:
+    """The whole of a service's `migrations/env.py`: its tables (`<package>.models`) on `fastmicro.db.Base`,
+    and its DATABASE_URL from its settings (`<package>.main.service`) when alembic is given none."""
+    from fastmicro.db import Base  # noqa: PLC0415 - the models register on it as they are imported
+
+    importlib.import_module(f"{package}.models")
+    service = importlib.import_module(f"{package}.main").service
+    run_env(Base.metadata, default_url=lambda: str(service.settings().database_url))
 
 
 async def _run_online(url: str, target_metadata: MetaData) -> None:

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, runtime_checkable
 
 from aio_pika.abc import AbstractRobustChannel
+from fastapi import Request
+from typing_extensions import TypeVar
 
 from fastmicro.consumer import EventConsumer, Subscription
 from fastmicro.db import create_engine, create_session_factory
 from fastmicro.messaging import Broker, Publisher, Topology
 from fastmicro.outbox import OutboxRelay
 from fastmicro.retention import RetentionPurger
+from fastmicro.settings import ServiceSettings
 from fastmicro.tokens import TokenVerifier
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-    from fastmicro.settings import ServiceSettings
+    from fastmicro.revocation import RevocationList
     from fastmicro.uow import UnitOfWork
 
 UowT = TypeVar("UowT", bound="UnitOfWork")
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings, default=ServiceSettings)
 
 
 class BackgroundRole(Protocol):
@@ -42,20 +46,30 @@ class DeclaresTopology(Protocol):
     async def declare(self, channel: AbstractRobustChannel) -> Any: ...
 
 
-RolesFactory = Callable[["Runtime"], Sequence[BackgroundRole]]
+#: The background roles of a runtime (any Runtime subclass: a service's `roles` method fits).
+RolesFactory = Callable[[Any], Sequence[BackgroundRole]]
 
 
 @dataclass
-class Runtime:
-    settings: ServiceSettings
+class Runtime(Generic[SettingsT]):
+    """What one service process holds for its whole life, built once from its settings.
+
+    A service subclasses it (`class Orders(Runtime[OrdersSettings])`) to say what is its own: its
+    unit of work, the parts it builds once (cached properties), and `roles()`, the background roles
+    it runs. Its routes reach it through one dependency, `Annotated[Orders, Depends(Orders.current)]`.
+    """
+
+    settings: SettingsT
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
     broker: Broker
     publisher: Publisher
     tokens: TokenVerifier
+    #: The deleted users whose tokens get 401, where the service learns of deletions (create_app's `revocations`).
+    revocations: RevocationList | None = None
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings) -> Runtime:
+    def from_settings(cls, settings: SettingsT) -> Self:
         engine = create_engine(settings)
         broker = Broker(settings.amqp_url, Topology(settings.amqp_namespace))
         return cls(
@@ -66,6 +80,23 @@ class Runtime:
             publisher=Publisher(broker),
             tokens=TokenVerifier(settings.public_keys(), issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         )
+
+    @classmethod
+    def adopt(cls, runtime: Runtime[Any]) -> Self:
+        """This class over the same engine, broker and settings as `runtime` (closed with it)."""
+        return cls(**{field.name: getattr(runtime, field.name) for field in fields(runtime)})
+
+    @classmethod
+    def current(cls, request: Request) -> Self:
+        """The running app's runtime: the one dependency a service's routes take their parts from."""
+        runtime = request.app.state.runtime
+        if not isinstance(runtime, cls):
+            raise TypeError(f"the app runs a {type(runtime).__name__}, not a {cls.__name__}")
+        return runtime
+
+    def roles(self) -> Sequence[BackgroundRole]:
+        """The background roles this service runs (in `worker`, and in `serve` unless SERVE_ROLES=false)."""
+        raise NotImplementedError(f"{type(self).__name__} must say which background roles it runs: define roles()")
 
     def outbox_relay(self) -> OutboxRelay:
         return OutboxRelay(
@@ -103,6 +134,12 @@ class Runtime:
     async def close(self) -> None:
         await self.broker.close()
         await self.engine.dispose()
+
+
+def role_kind(role: BackgroundRole) -> str:
+    """What a role is, as a service's manifest names it (`[tool.fastmicro] roles`, fastmicro.workspace)."""
+    kinds: dict[type[Any], str] = {OutboxRelay: "relay", EventConsumer: "consumer", RetentionPurger: "retention"}
+    return kinds.get(type(role)) or str(getattr(role, "kind", type(role).__name__))
 
 
 def relay_only(runtime: Runtime) -> list[BackgroundRole]:

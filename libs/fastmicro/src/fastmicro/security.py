@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,8 +12,10 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from fastmicro.errors import AuthenticationError
-from fastmicro.revocation import RevocationList
-from fastmicro.tokens import InvalidToken, Principal, TokenVerifier
+from fastmicro.tokens import InvalidToken, Principal
+
+if TYPE_CHECKING:
+    from fastmicro.runtime import Runtime
 
 __all__ = ["CurrentUser", "InvalidToken", "PasswordHasher", "Principal", "current_principal"]
 
@@ -45,8 +47,8 @@ class PasswordHasher:
 class BearerPrincipal(OAuth2PasswordBearer):
     """The request's bearer token, verified: one dependency, which OpenAPI shows as the OAuth2 password flow.
 
-    auto_error=False: a missing token is our 401 problem, not FastAPI's plain one. The codec is the
-    app's (`app.state.token_verifier`, set at startup), so verifying costs no further dependency.
+    auto_error=False: a missing token is our 401 problem, not FastAPI's plain one. The verifier is the
+    app's runtime's (built at startup), so verifying costs no further dependency.
     """
 
     def __init__(self) -> None:
@@ -56,9 +58,9 @@ class BearerPrincipal(OAuth2PasswordBearer):
         token = await super().__call__(request)
         if not token:
             raise AuthenticationError("Bearer token required", code="not_authenticated")
-        verifier: TokenVerifier = request.app.state.token_verifier
-        principal = verifier.verify(token)
-        revocations: RevocationList | None = getattr(request.app.state, "revocations", None)
+        runtime: Runtime = request.app.state.runtime
+        principal = runtime.tokens.verify(token)
+        revocations = runtime.revocations
         if revocations is not None and revocations.is_revoked(principal.user_id):
             raise InvalidToken()
         return principal

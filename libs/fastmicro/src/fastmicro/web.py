@@ -26,7 +26,7 @@ from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
 from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
 from fastmicro.revocation import RevocationList
-from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
+from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime
 
 if TYPE_CHECKING:
     from fastmicro.settings import ServiceSettings
@@ -51,8 +51,9 @@ def create_app(
     settings: ServiceSettings,
     *,
     title: str,
+    roles: RolesFactory,
     routers: Sequence[APIRouter] = (),
-    roles: RolesFactory = relay_only,
+    runtime: type[Runtime[Any]] = Runtime,
     outbox: bool = True,
     revocations: bool = False,
     description: str = "",
@@ -60,8 +61,9 @@ def create_app(
 ) -> FastAPI:
     """Build a service's app: error handlers, request context, metrics, health, and its background roles.
 
-    `roles(runtime)` run for the life of the app (by default the outbox relay and its retention)
-    unless `settings.serve_roles` is false, where a `worker` process of their own runs them.
+    `runtime.from_settings(settings)` builds what the process holds (the service's Runtime subclass); `roles(runtime)`
+    run for the life of the app unless `settings.serve_roles` is false, where a `worker` process of
+    their own runs them. A service declares both once, in a `fastmicro.service.Service`.
     `outbox`: the service has the kernel's outbox table, so readiness and /metrics report its lag.
     `revocations`: the service records deleted users (fastmicro.revocation): their tokens get 401.
     """
@@ -71,25 +73,23 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime.from_settings(settings)
-        app.state.runtime = runtime
-        app.state.token_verifier = runtime.tokens
+        app.state.runtime = held = runtime.from_settings(settings)
         api_roles: list[BackgroundRole] = []
         if revocations:
-            app.state.revocations = revoked = RevocationList(
-                runtime.engine,
+            held.revocations = revoked = RevocationList(
+                held.engine,
                 token_ttl=timedelta(seconds=settings.jwt_ttl_seconds),
                 interval=settings.revocation_poll_seconds,
             )
             with contextlib.suppress(Exception):  # a database away: run() keeps trying, requests get 503
                 await revoked.refresh()
             api_roles.append(revoked)
-        background = roles(runtime) if settings.serve_roles else ()
+        background = roles(held) if settings.serve_roles else ()
         async with run_roles([*api_roles, *background]):
             gc.freeze()  # see fastmicro.cli.run_worker
             log.info("service_started", http_port=settings.http_port)
             yield
-        await runtime.close()
+        await held.close()
         log.info("service_stopped")
 
     docs = settings.docs_enabled()  # off in production unless API_DOCS turns them on

@@ -96,6 +96,8 @@ class _Held:
 class EmailSender:
     """A background role (`run()` until `stop()`). Safe to run in several replicas."""
 
+    kind = "sender"  #: as the service's manifest names it ([tool.fastmicro] roles)
+
     def __init__(
         self,
         engine: AsyncEngine,

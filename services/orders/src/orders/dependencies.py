@@ -1,4 +1,4 @@
-"""The orders service's Annotated dependencies."""
+"""What one orders process holds (its Runtime: unit of work, background roles) and what routes take from it."""
 
 from __future__ import annotations
 
@@ -6,13 +6,31 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from fastmicro.web import RuntimeDep
+from fastmicro.runtime import BackgroundRole, Runtime
+from orders.handlers import SUBSCRIPTIONS
 from orders.service import OrderService
+from orders.settings import OrdersSettings
 from orders.uow import OrdersUnitOfWork
 
 
-async def get_order_service(runtime: RuntimeDep) -> OrderService:
-    return OrderService(OrdersUnitOfWork(runtime.session_factory))
+class Orders(Runtime[OrdersSettings]):
+    def roles(self) -> list[BackgroundRole]:
+        """The outbox relay, the consumer of what orders reacts to (UserDeleted), and both tables' retention."""
+        return [
+            self.outbox_relay(),
+            self.consumer(SUBSCRIPTIONS, self.uow),
+            self.retention_purger(outbox=True, inbox=True),
+        ]
+
+    def uow(self) -> OrdersUnitOfWork:
+        return OrdersUnitOfWork(self.session_factory)
+
+
+OrdersDep = Annotated[Orders, Depends(Orders.current)]
+
+
+async def get_order_service(orders: OrdersDep) -> OrderService:
+    return OrderService(orders.uow())
 
 
 OrderServiceDep = Annotated[OrderService, Depends(get_order_service)]

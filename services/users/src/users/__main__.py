@@ -1,15 +1,8 @@
-"""`python -m users serve|migrate|topology`."""
+"""`python -m users serve|worker|migrate|topology|dlq`."""
 
-from __future__ import annotations
+from users.main import service
 
-from fastmicro.cli import run_cli
-from users.main import create_app
-from users.settings import UsersSettings
-
-
-def main() -> None:
-    run_cli(settings_factory=UsersSettings, app_factory=create_app, migrations="users:migrations")
-
+main = service.main
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from fastmicro.errors import problems
 from fastmicro.openapi import link
 from fastmicro.security import CurrentUser
-from users.dependencies import UserServiceDep
+from users.dependencies import UsersDep, UserServiceDep
 from users.schemas import RefreshIn, TokenOut, UserCreate, UserOut, UserUpdate
 from users.service import TokenPair
 
@@ -90,10 +90,10 @@ async def logout(body: RefreshBody, service: UserServiceDep) -> Response:
 
 
 @router.get("/.well-known/jwks.json", tags=["keys"])
-async def jwks(request: Request, response: Response) -> dict[str, list[dict[str, str]]]:
+async def jwks(users: UsersDep, response: Response) -> dict[str, list[dict[str, str]]]:
     """The public keys access tokens are verified with (RFC 7517), the new one ahead of a rotation."""
     response.headers["Cache-Control"] = "public, max-age=300"
-    document: dict[str, list[dict[str, str]]] = request.app.state.jwks
+    document: dict[str, list[dict[str, str]]] = users.jwks
     return document
 
 

@@ -1,6 +1,3 @@
-import notifications.models  # noqa: F401 - registers the service's tables on Base.metadata
-from fastmicro.db import Base
-from fastmicro.migrations import run_env
-from notifications.settings import NotificationsSettings
+from fastmicro.migrations import run_service_env
 
-run_env(Base.metadata, default_url=lambda: NotificationsSettings().database_url)
+run_service_env("notifications")

@@ -1,6 +1,3 @@
-import orders.models  # noqa: F401 - registers the service's tables on Base.metadata
-from fastmicro.db import Base
-from fastmicro.migrations import run_env
-from orders.settings import OrdersSettings
+from fastmicro.migrations import run_service_env
 
-run_env(Base.metadata, default_url=lambda: OrdersSettings().database_url)
+run_service_env("orders")
