@@ -33,8 +33,10 @@ fuzz: install servers  ## schemathesis against every service's OpenAPI document:
 bench: install servers  ## every hot path against its raw twin, results in bench/ (SMOKE=1: every path once, in seconds)
 	$(RUN) python -m bench $(if $(SMOKE),--smoke) $(ARGS)
 
-lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, the generated files, and lint-infra
+lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, the generated files (and the event schemas' compatibility), and lint-infra
 	$(RUN) python tools/workspace.py --check
+	$(RUN) python tools/events.py --check
+	$(RUN) check-jsonschema --schemafile tools/schemas/asyncapi-3.0.0.json docs/asyncapi.yaml
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy libs services tools tests-e2e deploy bench
@@ -44,8 +46,9 @@ lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, the
 lint-infra: install  ## Dockerfile, compose file, Kubernetes manifests and CI workflow, validated offline
 	$(RUN) python deploy/lint_infra.py
 
-generate: install  ## rewrite what lists the services (compose, k8s, init script, pyproject, docs) from their manifests
+generate: install  ## rewrite what lists the services (compose, k8s, ...) from their manifests, and docs/asyncapi.yaml and the event schemas from the code
 	$(RUN) python tools/workspace.py
+	$(RUN) python tools/events.py
 
 service: install  ## a new service: `make service NAME=billing` (templates/service, then every list of services)
 	@test -n "$(NAME)" || { echo "usage: make service NAME=<name>"; exit 2; }

@@ -83,6 +83,10 @@ class EventRegistry:
             raise ValueError(f"event {key} is already registered as {known.__qualname__}")
         return event_class
 
+    def classes(self) -> list[type[DomainEvent]]:
+        """Every registered event class, by type and version."""
+        return [self._classes[key] for key in sorted(self._classes)]
+
 
 #: The process-wide registry; event classes register themselves with `@event`.
 registry = EventRegistry()
