@@ -62,7 +62,7 @@ async def test_the_docs_keep_their_own_content_policy_in_development(kernel_sett
 
 async def test_production_serves_no_docs_and_sends_hsts() -> None:
     async with app_client(app_of(production())) as client:
-        for path in ("/docs", "/redoc", "/openapi.json"):
+        for path in ("/docs", "/redoc", "/openapi.json", "/asyncapi.json"):
             assert (await client.get(path)).status_code == 404, path
         live = await client.get("/health/live")
 
@@ -72,6 +72,7 @@ async def test_production_serves_no_docs_and_sends_hsts() -> None:
 async def test_production_serves_the_docs_when_asked_to() -> None:
     async with app_client(app_of(production(api_docs=True))) as client:
         assert (await client.get("/openapi.json")).status_code == 200
+        assert (await client.get("/asyncapi.json")).json()["asyncapi"] == "3.0.0"
 
 
 @pytest.mark.parametrize(

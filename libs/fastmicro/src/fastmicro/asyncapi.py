@@ -83,10 +83,18 @@ def snapshot_schema(event: type[DomainEvent]) -> dict[str, Any]:
 
 
 def document(
-    parts: Sequence[ServiceEvents], *, title: str = "fastmicro events", version: str = "0.1.0", description: str = ""
+    parts: Sequence[ServiceEvents],
+    *,
+    title: str = "fastmicro events",
+    version: str = "0.1.0",
+    description: str = "",
+    topology: Topology | None = None,
 ) -> dict[str, Any]:
-    """The AsyncAPI 3 document of `parts`: their messages, channels and operations."""
-    topology = Topology()
+    """The AsyncAPI 3 document of `parts`: their messages, channels and operations.
+
+    `topology` names the exchange (its namespace: the consumers' queues already carry theirs).
+    """
+    topology = topology or Topology()
     events: dict[str, type[DomainEvent]] = {}
     for part in parts:
         for event in (*part.sends, *part.receives):
@@ -160,9 +168,11 @@ def document(
     return result
 
 
-def service_document(name: str, roles: Iterable[object], *, title: str, version: str = "0.1.0") -> dict[str, Any]:
+def service_document(
+    name: str, roles: Iterable[object], *, title: str, version: str = "0.1.0", topology: Topology | None = None
+) -> dict[str, Any]:
     """One service's part of the document: what it sends and what it receives, and its queues."""
-    return document([service_events(name, roles)], title=f"{title} events", version=version)
+    return document([service_events(name, roles)], title=f"{title} events", version=version, topology=topology)
 
 
 def _operation(action: str, event: type[DomainEvent], summary: str, service: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from fastmicro.asyncapi import service_document
 from fastmicro.edge import SecurityHeadersMiddleware
 from fastmicro.errors import AuthenticationError, install_error_handlers
 from fastmicro.logging import RequestContextMiddleware, configure_logging
@@ -113,9 +114,26 @@ def create_app(
         # proxy's X-Forwarded-For only when the peer is one of these proxies.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     app.include_router(_operations_router(outbox=outbox, metrics_token=settings.metrics_token))
+    if docs:
+        app.include_router(_asyncapi_router(settings.service_name, roles, title=title, version=version))
     for router in routers:
         app.include_router(router)
     return app
+
+
+def _asyncapi_router(service: str, roles: RolesFactory, *, title: str, version: str) -> APIRouter:
+    """`GET /asyncapi.json`: this service's part of docs/asyncapi.yaml, from its own code (off with /docs)."""
+    router = APIRouter(tags=["operations"])
+    built: list[dict[str, Any]] = []
+
+    @router.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi(runtime: RuntimeDep) -> JSONResponse:
+        if not built:  # its roles are built, never run: what they consume and where is all that is read
+            topology = runtime.broker.topology
+            built.append(service_document(service, roles(runtime), title=title, version=version, topology=topology))
+        return JSONResponse(built[0])
+
+    return router
 
 
 @contextlib.asynccontextmanager
