@@ -32,6 +32,9 @@ from fastmicro.workspace import find_root, services
 
 ASYNCAPI = "docs/asyncapi.yaml"
 SCHEMAS = "libs/contracts/schemas"
+CATALOGUE = "docs/events.md"
+_START = "<!-- generated: events (tools/events.py) -->"
+_END = "<!-- end generated -->"
 
 
 def parts(root: Path) -> list[ServiceEvents]:
@@ -59,6 +62,32 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+def catalogue_table(found: list[ServiceEvents]) -> list[str]:
+    """docs/events.md's table: every event version, its data, its sender and its consumers."""
+    lines = [
+        "| routing key | version | data | sent by | consumed by | schema |",
+        "|-------------|---------|------|---------|-------------|--------|",
+    ]
+    for event in published():
+        fields = ", ".join(f'"{name}"' for name in event.model_fields)
+        readers = ", ".join(
+            f"{part.name} (`{part.consumer.queue_name}`)" for part in found if part.consumer and event in part.receives
+        )
+        schema = schema_path(event).removeprefix("libs/")
+        lines.append(
+            f"| `{event.routing_key()}` | {event.version} | `{{{fields}}}` | {event.source} | {readers or '—'} "
+            f"| [{message_name(event)}](../libs/{schema}) |"
+        )
+    return lines
+
+
+def fill_catalogue(text: str, table: list[str]) -> str:
+    start, end = text.find(_START), text.find(_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"{CATALOGUE}: no `{_START}` ... `{_END}` block")
+    return text[: start + len(_START)] + "\n" + "".join(f"{line}\n" for line in table) + text[end:]
+
+
 def schema_path(event: type[DomainEvent]) -> str:
     return f"{SCHEMAS}/{event.source}/{message_name(event)}.schema.json"
 
@@ -78,7 +107,10 @@ def published() -> list[type[DomainEvent]]:
 def expected(root: Path) -> tuple[dict[str, str], list[str]]:
     """The files and their text, and the breaking changes that keep a schema from being rewritten."""
     found = parts(root)
-    files = {ASYNCAPI: render_asyncapi(found)}
+    files = {
+        ASYNCAPI: render_asyncapi(found),
+        CATALOGUE: fill_catalogue((root / CATALOGUE).read_text(), catalogue_table(found)),
+    }
     problems: list[str] = []
     for event in published():
         path = schema_path(event)
@@ -121,8 +153,9 @@ def _holds(path: Path, text: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="write nothing; fail naming each stale file")
+    parser.add_argument("--root", type=Path, default=None, help="the workspace (default: the one here)")
     args = parser.parse_args(argv)
-    root = find_root()
+    root = args.root.resolve() if args.root else find_root()
     files, problems = expected(root)
     problems += [f"{path}: no event class is this version any more (keep the class)" for path in orphans(root)]
     stale = sorted(path for path, text in files.items() if not _holds(root / path, text))

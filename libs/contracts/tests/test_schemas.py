@@ -8,6 +8,7 @@ reader of it (fastmicro.compatibility), naming the rule and the consuming servic
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,40 @@ def test_the_generated_files_are_fresh_and_no_published_version_is_broken() -> N
         cwd=ROOT,
     )
     assert result.returncode == 0, f"run `make generate` (a breaking change needs a new version):\n{result.stderr}"
+
+
+def test_a_change_that_breaks_a_reader_fails_naming_the_rule_and_the_consumers(tmp_path: Path) -> None:
+    """As if UserCreated v1 had lost `nickname`: the committed schema has it, the class no longer."""
+    for path in (
+        "docs/events.md",
+        "libs/contracts/schemas",
+        *(p.relative_to(ROOT) for p in ROOT.glob("services/*/pyproject.toml")),
+    ):
+        source, target = ROOT / path, tmp_path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy(source, target)
+    committed = tmp_path / "libs/contracts/schemas/users/UserCreated.v1.schema.json"
+    schema = json.loads(committed.read_text())
+    schema["properties"]["data"]["properties"]["nickname"] = {"type": "string"}
+    schema["properties"]["data"]["required"].append("nickname")
+    committed.write_text(json.dumps(schema))
+
+    result = subprocess.run(  # noqa: S603 - the project's own generator
+        [sys.executable, str(ROOT / "tools" / "events.py"), "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert (
+        "UserCreated.v1 (libs/contracts/schemas/users/UserCreated.v1.schema.json) would break its readers "
+        "(notifications): field removed or renamed at data.nickname"
+    ) in result.stderr
+    assert "version = 2" in result.stderr
+    assert json.loads(committed.read_text()) == schema  # `make generate` leaves the promise as it was
 
 
 def asyncapi_errors(document: dict[str, Any]) -> list[str]:
