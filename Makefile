@@ -54,6 +54,7 @@ service: install  ## a new service: `make service NAME=billing` (templates/servi
 	@test -n "$(NAME)" || { echo "usage: make service NAME=<name>"; exit 2; }
 	PATH="$$(dirname $(UV)):$$PATH" $(RUN) python tools/new_service.py $(NAME)
 	$(UV) sync --locked
+	$(RUN) python tools/events.py  # its subscriptions and events, once it is installed
 
 fmt: install  ## format and auto-fix
 	$(RUN) ruff format .
