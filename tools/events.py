@@ -28,6 +28,7 @@ import yaml
 from fastmicro.asyncapi import ServiceEvents, document, message_name, service_events, snapshot_schema
 from fastmicro.compatibility import breaking_changes
 from fastmicro.events import DomainEvent, registry
+from fastmicro.handling import DEFAULT_RETRY_DELAYS
 from fastmicro.workspace import find_root, services
 
 ASYNCAPI = "docs/asyncapi.yaml"
@@ -42,7 +43,9 @@ def parts(root: Path) -> list[ServiceEvents]:
     found = []
     for manifest in services(root):
         service = importlib.import_module(f"{manifest.name}.main").service
-        found.append(service_events(manifest.name, service.roles()))
+        # The defaults, whatever this shell's environment says: the document names the production queues.
+        settings = service.settings(_env_file=None, amqp_namespace="", consumer_retry_delays=list(DEFAULT_RETRY_DELAYS))
+        found.append(service_events(manifest.name, service.roles(settings)))
     return found
 
 
