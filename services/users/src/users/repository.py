@@ -77,14 +77,18 @@ class Standing:
 # One round trip, one snapshot: the n-th newest failure of each key within the window (n its
 # limit: the key is blocked until that failure leaves the window), and, unless blocked, this
 # attempt recorded as a failure up front (taken back on success), so that concurrent attempts
-# count against each other. Rows past the window go on the way.
+# count against each other. Rows past the window go on the way. Every delete skips the rows another
+# statement has locked (it is deleting them too): concurrent attempts never wait on, or deadlock
+# with, each other.
 _STANDING = """
 WITH nth AS (
     SELECT max((SELECT failed_at FROM login_failures WHERE key = k.key AND failed_at > $4
                 ORDER BY failed_at DESC OFFSET k.lim - 1 LIMIT 1)) AS blocked_since
     FROM unnest($1::bytea[], $2::int[]) AS k(key, lim)
 ), purged AS (
-    DELETE FROM login_failures WHERE failed_at <= $4
+    DELETE FROM login_failures WHERE id IN (
+        SELECT id FROM login_failures WHERE failed_at <= $4 FOR UPDATE SKIP LOCKED
+    )
 ), recorded AS (
     INSERT INTO login_failures (key, failed_at)
     SELECT key, $3 FROM unnest($1::bytea[]) AS key, nth WHERE nth.blocked_since IS NULL
@@ -92,7 +96,11 @@ WITH nth AS (
 )
 SELECT blocked_since, coalesce((SELECT array_agg(id) FROM recorded), '{}') AS recorded FROM nth
 """
-_SUCCEEDED = "DELETE FROM login_failures WHERE key = any($1::bytea[]) OR id = any($2::bigint[])"
+_SUCCEEDED = """
+DELETE FROM login_failures WHERE id IN (
+    SELECT id FROM login_failures WHERE key = any($1::bytea[]) OR id = any($2::bigint[]) FOR UPDATE SKIP LOCKED
+)
+"""
 
 
 class LoginFailureRepository:
