@@ -13,7 +13,7 @@ import structlog
 from pydantic_core import to_json
 from structlog.types import EventDict, Processor
 
-from fastmicro import context
+from fastmicro import context, tracing
 from fastmicro.asgi import StatusRecorder
 from fastmicro.errors import unexpected_error_response
 
@@ -39,10 +39,13 @@ def configure_logging(settings: ServiceSettings) -> None:
     """
     _LINE.level = logging.getLevelNamesMapping()[settings.log_level]
     _LINE.renderer = _render_json if settings.log_format == "json" else _console_renderer()
+    # trace_id and span_id beside the correlation id, only while tracing is on (call configure_tracing first).
+    trace_ids: list[Processor] = [tracing.log_trace_ids] if tracing.TRACER is not None else []
     structlog.configure(
         processors=[
             _LINE.drop_below_level,
             structlog.contextvars.merge_contextvars,
+            *trace_ids,
             structlog.processors.add_log_level,
             _add_logger_name,
             _TIMESTAMP,
@@ -57,6 +60,7 @@ def configure_logging(settings: ServiceSettings) -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.contextvars.merge_contextvars,
+                *trace_ids,
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 _TIMESTAMP,
