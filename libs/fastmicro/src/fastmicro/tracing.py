@@ -101,7 +101,7 @@ def configure_tracing(
 
 def disable_tracing() -> None:
     """Flush what is buffered and turn tracing off again (a test that turned it on, at its end)."""
-    global TRACER, _provider  # noqa: PLW0603
+    global TRACER, _provider
     if _provider is None:
         return
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor  # noqa: PLC0415 - only when tracing is on
