@@ -33,6 +33,23 @@ if TYPE_CHECKING:
 TRACER: Tracer | None = None
 _provider: TracerProvider | None = None
 
+#: The variables a deployment may set for tracing (read by this module or by the SDK), beside the settings.
+ENVIRONMENT_VARIABLES = frozenset(
+    {
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+    }
+)
+
 #: What an HTTP server span is never made for: probes and the scraper.
 EXCLUDED_URLS = "/health/live,/health/ready,/metrics"
 
