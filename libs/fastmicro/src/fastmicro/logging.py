@@ -40,12 +40,11 @@ def configure_logging(settings: ServiceSettings) -> None:
     _LINE.level = logging.getLevelNamesMapping()[settings.log_level]
     _LINE.renderer = _render_json if settings.log_format == "json" else _console_renderer()
     # trace_id and span_id beside the correlation id, only while tracing is on (call configure_tracing first).
-    trace_ids: list[Processor] = [tracing.log_trace_ids] if tracing.TRACER is not None else []
+    _LINE.trace_ids = tracing.TRACER is not None
     structlog.configure(
         processors=[
             _LINE.drop_below_level,
             structlog.contextvars.merge_contextvars,
-            *trace_ids,
             structlog.processors.add_log_level,
             _add_logger_name,
             _TIMESTAMP,
@@ -60,7 +59,6 @@ def configure_logging(settings: ServiceSettings) -> None:
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
                 structlog.contextvars.merge_contextvars,
-                *trace_ids,
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 _TIMESTAMP,
@@ -121,11 +119,12 @@ def _console_renderer() -> Processor:
 
 
 class _Line:
-    """The level and renderer in force: held here so that cached loggers follow a reconfiguration."""
+    """The level, renderer and trace fields in force: held here so that cached loggers follow a reconfiguration."""
 
     def __init__(self) -> None:
         self.level = logging.INFO
         self.renderer: Processor = _render_json
+        self.trace_ids = False
 
     def drop_below_level(self, _logger: object, method: str, event: EventDict) -> EventDict:
         if _LEVELS.get(method, logging.INFO) < self.level:
@@ -133,6 +132,8 @@ class _Line:
         return event
 
     def render(self, logger: object, method: str, event: EventDict) -> str:
+        if self.trace_ids:
+            event = tracing.log_trace_ids(logger, method, event)
         return cast("str", self.renderer(logger, method, event))
 
 
