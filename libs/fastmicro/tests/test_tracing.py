@@ -6,8 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastmicro import tracing
+from fastmicro.testing.plugin import DatabaseFactory
 
 
 @pytest.mark.parametrize(
@@ -69,3 +73,22 @@ def test_on_the_current_context_is_stored_continued_and_logged(on: InMemorySpanE
     assert child.parent.span_id == context.span_id
     assert tracing.context_from({}) is None
     assert "trace_id" not in tracing.log_trace_ids(None, "info", {"event": "outside any span"})
+
+
+async def test_a_statement_is_a_span_inside_a_trace_and_none_outside_one(
+    on: InMemorySpanExporter, database_factory: DatabaseFactory
+) -> None:
+    engine = create_async_engine(await database_factory("tracing"))
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))  # a background loop's poll: no trace of its own
+            assert tracing.TRACER is not None
+            with tracing.TRACER.start_as_current_span("request"):
+                await conn.execute(text("SELECT 2"))
+    finally:
+        await engine.dispose()
+    statements = [span for span in on.get_finished_spans() if span.kind == SpanKind.CLIENT]
+    assert statements
+    request = next(span for span in on.get_finished_spans() if span.name == "request")
+    assert request.context is not None
+    assert all(span.context and span.context.trace_id == request.context.trace_id for span in statements)

@@ -15,11 +15,14 @@ notification), carried by the relay into the AMQP headers, continued by the cons
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 from structlog.types import EventDict
 
 if TYPE_CHECKING:
@@ -102,6 +105,8 @@ def configure_tracing(
     if not environ.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = service_name
     provider = TracerProvider(resource=Resource.create(attributes))  # the sampler: OTEL_TRACES_SAMPLER
+    # Before any tracer is made (each keeps the sampler it was made with).
+    provider.sampler = _StatementsInTraces(provider.sampler)
     if exporter is None:
         provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(environ)))
     else:
@@ -114,6 +119,34 @@ def configure_tracing(
     _provider = provider
     TRACER = provider.get_tracer("fastmicro")
     return True
+
+
+class _StatementsInTraces(Sampler):
+    """No span for a statement outside any trace; the rest as `OTEL_TRACES_SAMPLER` says.
+
+    The background loops poll (the revocation list every second, the sender's next due row,
+    retention): without this, each poll would be a trace of one statement.
+    """
+
+    def __init__(self, inner: Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(  # noqa: PLR0917 - the SDK calls it so
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"StatementsInTraces{{{self._inner.get_description()}}}"
 
 
 def disable_tracing() -> None:
