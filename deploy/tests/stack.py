@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from fastmicro import tracing
 from fastmicro.settings import ServiceSettings
 from fastmicro.workspace import services
 
@@ -127,8 +128,8 @@ def settings_class(service: str) -> type[ServiceSettings]:
 
 
 def env_names(service: str) -> set[str]:
-    """The environment variables the service reads: its settings fields, upper-cased."""
-    return {name.upper() for name in settings_class(service).model_fields}
+    """The environment variables the service reads: its settings fields, upper-cased, and tracing's OTEL_* ones."""
+    return {name.upper() for name in settings_class(service).model_fields} | tracing.ENVIRONMENT_VARIABLES
 
 
 def required_env(service: str) -> set[str]:

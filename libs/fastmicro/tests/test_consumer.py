@@ -14,10 +14,13 @@ from typing import Any, ClassVar
 import pytest
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from sqlalchemy import CheckConstraint, Column, MetaData, String, Table, Uuid, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from fastmicro import tracing
 from fastmicro.consumer import (
     ATTEMPT_HEADER,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -31,7 +34,7 @@ from fastmicro.consumer import (
 from fastmicro.db import create_session_factory
 from fastmicro.events import DomainEvent, Envelope
 from fastmicro.logging import configure_logging
-from fastmicro.messaging import Broker
+from fastmicro.messaging import Broker, Publisher
 from fastmicro.outbox import outbox_table
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import publish_envelope, publish_event, publish_raw
@@ -468,3 +471,43 @@ async def test_once_started_after_failures_the_consumer_backs_off_from_the_start
         consumer.stop()
         await asyncio.wait_for(task, 15)
         await broker.close()
+
+
+async def test_traced_each_attempt_continues_the_senders_trace_and_says_what_became_of_it(
+    make_consumer: ConsumerFactory, test_broker: Broker
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing("kernel", exporter=exporter)
+    try:
+        assert tracing.TRACER is not None
+        with tracing.TRACER.start_as_current_span("emitting") as emitting:
+            headers = tracing.current_carrier()
+        consumer = make_consumer()
+        thing = uuid.uuid4()
+        failures[thing] = -100  # fails every time: two retries, then the dead letter
+        envelope = Envelope.wrap(ThingHappened(thing_id=thing, mode="fail_twice"))
+        async with running(consumer):
+            await Publisher(test_broker).publish_json(
+                envelope.model_dump_json().encode(),
+                message_id=envelope.id,
+                type=envelope.type,
+                correlation_id=None,
+                occurred_at=envelope.occurred_at,
+                routing_key=envelope.routing_key,
+                headers=headers,
+            )
+            [dead] = await dead_letters(test_broker, consumer.dead_queue_name)
+        # The stop waited for the messages in hand: every consumer span has ended.
+    finally:
+        tracing.disable_tracing()
+    assert dead.headers["traceparent"] == (headers or {})["traceparent"]  # the copies keep the context
+    attempts = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.CONSUMER]
+    assert [(span.attributes or {}).get("fastmicro.attempt") for span in attempts] == [0, 1, 2]
+    assert {span.parent.span_id for span in attempts if span.parent} == {emitting.get_span_context().span_id}
+    assert [
+        [(event.name, (event.attributes or {}).get("fastmicro.attempt")) for event in span.events] for span in attempts
+    ] == [
+        [("retry", 1)],
+        [("retry", 2)],
+        [("dead_lettered", 2)],
+    ]

@@ -12,8 +12,10 @@ import httpx
 import pytest
 import structlog
 from fastapi import APIRouter, FastAPI
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from fastmicro import context
+from fastmicro import context, tracing
 from fastmicro.events import DomainEvent, Envelope
 from fastmicro.logging import configure_logging
 from fastmicro.settings import ServiceSettings
@@ -213,3 +215,27 @@ def test_standard_library_records_come_out_as_the_same_json_lines(
     assert (entry["event"], entry["level"], entry["logger"]) == ("disk full", "warning", "some.library")
     assert entry["request_id"] == "req-stdlib"
     assert entry["service"] == kernel_settings.service_name
+
+
+async def test_traced_the_request_is_a_server_span_and_its_log_line_names_it(
+    kernel_settings: ServiceSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing("kernel-test", exporter=exporter)
+    try:
+        settings = kernel_settings.model_copy(update={"log_format": "json"})
+        app = create_app(settings, title="traced", routers=[router], roles=lambda _runtime: ())
+        async with app_client(app) as client:
+            await client.get("/health/live")
+            await client.get("/context", headers={"X-Request-ID": "req-traced"})
+    finally:
+        tracing.disable_tracing()
+
+    [server] = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]  # not the probe's
+    assert server.name == "GET /context"
+    assert server.context is not None
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [entry] = [line for line in lines if line["event"] == "http_request" and line.get("request_id") == "req-traced"]
+    assert entry["trace_id"] == format(server.context.trace_id, "032x")
+    assert entry["correlation_id"] == "req-traced"
+    assert "span_id" in entry

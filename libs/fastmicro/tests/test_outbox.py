@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
@@ -53,6 +53,7 @@ class CountingPublisher(Publisher):
         correlation_id: str | None,
         occurred_at: datetime,
         routing_key: str,
+        headers: dict[str, Any] | None = None,
     ) -> None:
         await super().publish_json(
             body,
@@ -61,6 +62,7 @@ class CountingPublisher(Publisher):
             correlation_id=correlation_id,
             occurred_at=occurred_at,
             routing_key=routing_key,
+            headers=headers,
         )
         self.published += 1
 

@@ -20,6 +20,7 @@ from fastmicro.logging import configure_logging
 from fastmicro.messaging import declare_events_exchange
 from fastmicro.migrations import upgrade_to_head
 from fastmicro.runtime import DeclaresTopology, RolesFactory, Runtime
+from fastmicro.tracing import configure_tracing
 from fastmicro.web import run_roles
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def run_cli(
         args.check(args)  # what argparse cannot say (--all or ids; --yes), refused before anything connects
 
     settings = settings_factory()
+    configure_tracing(settings.service_name)  # before logging: log lines then carry trace_id and span_id
     configure_logging(settings)
     if args.command == "serve":
         # Several workers need the app as an import string: each process builds its own, from the environment.

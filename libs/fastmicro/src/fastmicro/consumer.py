@@ -26,7 +26,9 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from opentelemetry.trace import SpanKind, Tracer
 
+from fastmicro import tracing
 from fastmicro.backoff import Backoff
 from fastmicro.db import utcnow
 from fastmicro.handler_errors import NonRetryable, RetryLater, failure_text
@@ -186,9 +188,49 @@ class EventConsumer(Generic[UowT]):
                 self._idle.set()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
+        if tracing.TRACER is not None:
+            await self._process_traced(tracing.TRACER, message)
+            return
         with structlog.contextvars.bound_contextvars(message_id=message.message_id):
             attempt = self.handling.attempt_of((message.headers or {}).get(ATTEMPT_HEADER))
             outcome = await self.handling.deliver(message.body, attempt)
+            await self._settle(message, outcome)
+
+    async def _process_traced(self, tracer: Tracer, message: AbstractIncomingMessage) -> None:
+        """`_process` in a consumer span, the child of the emitting transaction's context the headers carry.
+
+        The handler's database work and the events it emits are in that span, so they carry the
+        trace on; a retry or a dead letter is an event of the span, with the attempt.
+        """
+        headers = message.headers or {}
+        attempt = self.handling.attempt_of(headers.get(ATTEMPT_HEADER))
+        with (
+            tracer.start_as_current_span(
+                f"{self.queue_name} process",
+                context=tracing.context_from(headers),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "rabbitmq",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": self.queue_name,
+                    "messaging.message.id": message.message_id or "",
+                    "messaging.rabbitmq.destination.routing_key": routing_key_of(message),
+                    "fastmicro.attempt": attempt,
+                },
+            ) as span,
+            structlog.contextvars.bound_contextvars(message_id=message.message_id),
+        ):
+            outcome = await self.handling.deliver(message.body, attempt)
+            if outcome.kind == "retried":
+                span.add_event(
+                    "retry", {"fastmicro.attempt": outcome.attempt, "fastmicro.retry.delay_s": outcome.delay or 0.0}
+                )
+            elif outcome.kind == "dead_lettered":
+                span.add_event(
+                    "dead_lettered",
+                    {"fastmicro.attempt": outcome.attempt, "fastmicro.dead_reason": outcome.reason or ""},
+                )
+            span.set_attribute("fastmicro.outcome", outcome.kind)
             await self._settle(message, outcome)
 
     async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:

@@ -13,7 +13,7 @@ import structlog
 from pydantic_core import to_json
 from structlog.types import EventDict, Processor
 
-from fastmicro import context
+from fastmicro import context, tracing
 from fastmicro.asgi import StatusRecorder
 from fastmicro.errors import unexpected_error_response
 
@@ -39,6 +39,8 @@ def configure_logging(settings: ServiceSettings) -> None:
     """
     _LINE.level = logging.getLevelNamesMapping()[settings.log_level]
     _LINE.renderer = _render_json if settings.log_format == "json" else _console_renderer()
+    # trace_id and span_id beside the correlation id, only while tracing is on (call configure_tracing first).
+    _LINE.trace_ids = tracing.TRACER is not None
     structlog.configure(
         processors=[
             _LINE.drop_below_level,
@@ -117,11 +119,12 @@ def _console_renderer() -> Processor:
 
 
 class _Line:
-    """The level and renderer in force: held here so that cached loggers follow a reconfiguration."""
+    """The level, renderer and trace fields in force: held here so that cached loggers follow a reconfiguration."""
 
     def __init__(self) -> None:
         self.level = logging.INFO
         self.renderer: Processor = _render_json
+        self.trace_ids = False
 
     def drop_below_level(self, _logger: object, method: str, event: EventDict) -> EventDict:
         if _LEVELS.get(method, logging.INFO) < self.level:
@@ -129,6 +132,8 @@ class _Line:
         return event
 
     def render(self, logger: object, method: str, event: EventDict) -> str:
+        if self.trace_ids:
+            event = tracing.log_trace_ids(logger, method, event)
         return cast("str", self.renderer(logger, method, event))
 
 

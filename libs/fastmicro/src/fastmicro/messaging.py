@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import structlog
@@ -149,11 +149,16 @@ class Publisher:
         correlation_id: str | None,
         occurred_at: datetime,
         routing_key: str,
+        headers: dict[str, Any] | None = None,
     ) -> None:
-        """`publish` for an envelope already serialised (the outbox keeps them so): the same properties."""
+        """`publish` for an envelope already serialised (the outbox keeps them so): the same properties.
+
+        `headers`: the trace context (`traceparent`/`tracestate`) of the transaction that emitted it, if any.
+        """
         exchange = await self.exchange()
         message = aio_pika.Message(
             body,
+            headers=headers,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(message_id),

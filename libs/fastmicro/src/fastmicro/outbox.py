@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import structlog
+from opentelemetry.trace import Link, SpanKind, get_current_span
 from sqlalchemy import DDL, DateTime, Index, Integer, String, event, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fastmicro import tracing
 from fastmicro.backoff import Backoff
 from fastmicro.db import Base, driver_connection, utcnow
 from fastmicro.events import Envelope
@@ -29,7 +31,10 @@ from fastmicro.pgnotify import listen
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from contextlib import AbstractContextManager
 
+    from asyncpg import Record
+    from opentelemetry.trace import Span, Tracer
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,6 +60,8 @@ class OutboxMessage(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(String(500))
+    #: The trace of the transaction that wrote the row (`traceparent`/`tracestate`), when tracing was on.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         # The relay's only query: unpublished rows, oldest first. Kept small by being partial.
@@ -98,12 +105,14 @@ def drop_outbox(bind: Connection) -> None:
 
 
 def outbox_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    trace_context = tracing.current_carrier()  # None while tracing is off
     return [
         {
             "id": envelope.id,
             "routing_key": envelope.routing_key,
             "payload": envelope.model_dump(mode="json"),
             "created_at": envelope.occurred_at,
+            "trace_context": trace_context,
         }
         for envelope in envelopes
     ]
@@ -113,11 +122,37 @@ def outbox_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
 #: ix_outbox_unpublished), with the envelope's AMQP properties read out of the stored JSON.
 CLAIM_SQL = (
     "SELECT id, routing_key, created_at, payload::text AS body, payload->>'type' AS type,"
-    " payload->>'correlation_id' AS correlation_id"
+    " payload->>'correlation_id' AS correlation_id,"
+    " trace_context->>'traceparent' AS traceparent, trace_context->>'tracestate' AS tracestate"
     " FROM outbox WHERE published_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
 _MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::uuid[])"
 _MARK_FAILED_SQL = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::uuid[])"
+
+
+def _trace_headers(row: Record) -> dict[str, Any] | None:
+    """The AMQP headers that carry the emitting transaction's trace to the consumer (None: it had none)."""
+    if row["traceparent"] is None:
+        return None
+    headers = {"traceparent": row["traceparent"]}
+    if row["tracestate"]:
+        headers["tracestate"] = row["tracestate"]
+    return headers
+
+
+def _publish_span(tracer: Tracer, rows: Sequence[Record]) -> AbstractContextManager[Span]:
+    """The relay's publish span for a batch, linked to the trace of each row that has one."""
+    links = [
+        Link(get_current_span(tracing.context_from(headers)).get_span_context())
+        for row in rows
+        if (headers := _trace_headers(row)) is not None
+    ]
+    return tracer.start_as_current_span(
+        "outbox publish",
+        kind=SpanKind.PRODUCER,
+        links=links,
+        attributes={"messaging.system": "rabbitmq", "messaging.batch.message_count": len(rows)},
+    )
 
 
 @dataclass(frozen=True)
@@ -217,20 +252,23 @@ class OutboxRelay:
             rows = await conn.fetch(CLAIM_SQL, self._batch_size)
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(
-                    self._publisher.publish_json(
-                        row["body"].encode(),
-                        message_id=row["id"],
-                        type=row["type"],
-                        correlation_id=row["correlation_id"],
-                        occurred_at=row["created_at"],
-                        routing_key=row["routing_key"],
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
+            publishing = (
+                self._publisher.publish_json(
+                    row["body"].encode(),
+                    message_id=row["id"],
+                    type=row["type"],
+                    correlation_id=row["correlation_id"],
+                    occurred_at=row["created_at"],
+                    routing_key=row["routing_key"],
+                    headers=_trace_headers(row),
+                )
+                for row in rows
             )
+            if tracing.TRACER is None:
+                results = await asyncio.gather(*publishing, return_exceptions=True)
+            else:
+                with _publish_span(tracing.TRACER, rows):
+                    results = await asyncio.gather(*publishing, return_exceptions=True)
             sent = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
             failed = [(row["id"], result) for row, result in zip(rows, results, strict=True) if result is not None]
             if sent:

@@ -28,6 +28,7 @@ from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
 from fastmicro.revocation import RevocationList
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime
+from fastmicro.tracing import configure_tracing, instrument_app
 
 if TYPE_CHECKING:
     from fastmicro.settings import ServiceSettings
@@ -68,6 +69,7 @@ def create_app(
     `outbox`: the service has the kernel's outbox table, so readiness and /metrics report its lag.
     `revocations`: the service records deleted users (fastmicro.revocation): their tokens get 401.
     """
+    configure_tracing(settings.service_name)  # before logging: log lines then carry trace_id and span_id
     configure_logging(settings)
     if settings.environment == "production" and settings.metrics_token is None:
         raise RuntimeError("METRICS_TOKEN must be set in production: /metrics is for the cluster's scraper alone")
@@ -118,6 +120,7 @@ def create_app(
         app.include_router(_asyncapi_router(settings.service_name, roles, title=title, version=version))
     for router in routers:
         app.include_router(router)
+    instrument_app(app)  # a server span per request, outside every middleware (when tracing is on)
     return app
 
 

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import CheckConstraint, DateTime, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fastmicro import tracing
 from fastmicro.db import Base, UUIDPrimaryKey, utcnow
 
 UserId = uuid.UUID
@@ -93,6 +95,8 @@ class Notification(UUIDPrimaryKey, Base):
     last_error: Mapped[str | None] = mapped_column(String(_ERROR_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The trace of the event's handling (`traceparent`/`tracestate`) when tracing is on: the send joins it.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         CheckConstraint(f"kind IN ({', '.join(repr(kind) for kind in KINDS)})", name="kind"),
@@ -131,6 +135,7 @@ class Notification(UUIDPrimaryKey, Base):
             last_error=None,
             created_at=now,
             sent_at=None,
+            trace_context=tracing.current_carrier(),  # None while tracing is off
         )
 
     @property

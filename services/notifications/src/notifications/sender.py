@@ -42,8 +42,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import structlog
+from opentelemetry.trace import SpanKind, Tracer
 from prometheus_client import Counter
 
+from fastmicro import tracing
 from fastmicro.backoff import Backoff
 from fastmicro.db import utcnow
 from fastmicro.pgnotify import listen
@@ -262,12 +264,32 @@ class EmailSender:
         self, connection: MailConnection, notification: Notification, mark: datetime, held: _Held
     ) -> MailServerUnavailable | None:
         """Send one email and write its outcome; an error when the connection can serve no more."""
+        if tracing.TRACER is not None and notification.trace_context is not None:
+            return await self._send_traced(tracing.TRACER, connection, notification, mark, held)
         outcome, broken = await self._deliver(connection, notification)
         unwritten = (outcome, mark)
         held.unwritten.append(unwritten)
         await self._write(outcome, mark)
         held.unwritten.remove(unwritten)
         return broken
+
+    async def _send_traced(
+        self, tracer: Tracer, connection: MailConnection, notification: Notification, mark: datetime, held: _Held
+    ) -> MailServerUnavailable | None:
+        """`_send` in a span of the trace the notification was written in (the event's handling)."""
+        with tracer.start_as_current_span(
+            "smtp send",
+            context=tracing.context_from(notification.trace_context),
+            kind=SpanKind.CLIENT,
+            attributes={"fastmicro.notification_id": str(notification.id), "fastmicro.attempt": notification.attempts},
+        ) as span:
+            outcome, broken = await self._deliver(connection, notification)
+            span.set_attribute("fastmicro.outcome", outcome.kind)
+            unwritten = (outcome, mark)
+            held.unwritten.append(unwritten)
+            await self._write(outcome, mark)
+            held.unwritten.remove(unwritten)
+            return broken
 
     async def _deliver(
         self, connection: MailConnection, notification: Notification
