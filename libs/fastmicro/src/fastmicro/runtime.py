@@ -87,8 +87,11 @@ class Runtime(Generic[SettingsT]):
         return cls(**{field.name: getattr(runtime, field.name) for field in fields(runtime)})
 
     @classmethod
-    def current(cls, request: Request) -> Self:
-        """The running app's runtime: the one dependency a service's routes take their parts from."""
+    async def current(cls, request: Request) -> Self:
+        """The running app's runtime: the one dependency a service's routes take their parts from.
+
+        A coroutine: FastAPI runs a plain function dependency in a worker thread, per request.
+        """
         runtime = request.app.state.runtime
         if not isinstance(runtime, cls):
             raise TypeError(f"the app runs a {type(runtime).__name__}, not a {cls.__name__}")
