@@ -256,3 +256,61 @@ def test_keygen_refuses_a_kid_already_published(capsys: pytest.CaptureFixture[st
 
     with pytest.raises(SystemExit):
         keygen.main(["--kid", "2026-11", "--public-keys", first["JWT_PUBLIC_KEYS"]])
+
+
+class _CountingDecode:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = jwt.decode
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(jwt, "decode", counting)
+
+
+def test_a_token_verified_once_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    checker = verifier()
+    token = signer().issue(uuid.uuid4()).access_token
+
+    first, second = checker.verify(token), checker.verify(token)
+
+    assert first == second
+    assert decode.calls == 1
+
+
+def test_a_kept_token_still_expires() -> None:
+    now = [datetime.now(UTC).timestamp()]
+    checker = TokenVerifier(PublicKeySet.of(KEY), issuer=ISSUER, audience=AUDIENCE, clock=lambda: now[0])
+    token = signer(ttl=60).issue(uuid.uuid4()).access_token
+    assert checker.verify(token)
+
+    now[0] += 61
+
+    with pytest.raises(InvalidToken):
+        checker.verify(token)
+
+
+def test_the_kept_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    checker = TokenVerifier(PublicKeySet.of(KEY), issuer=ISSUER, audience=AUDIENCE, cache_size=2)
+    first, second, third = (signer().issue(uuid.uuid4()).access_token for _ in range(3))
+
+    for token in (first, second, third, third, first):
+        checker.verify(token)
+
+    assert decode.calls == 4  # the first was let go for the third, so verified again
+
+
+def test_a_refused_token_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    decode = _CountingDecode(monkeypatch)
+    checker = verifier()
+    forged = crafted(key=OTHER.key)
+
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            checker.verify(forged)
+
+    assert decode.calls == 2
