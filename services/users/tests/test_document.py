@@ -150,3 +150,17 @@ async def test_refresh_ignores_a_forms_other_fields_and_refuses_a_json_objects(
     assert content["application/json"]["schema"]["additionalProperties"] is False
     assert (await client.post("/auth/logout", data={"refresh_token": "t", "x": "1"})).status_code == 204
     assert_validation_error(await client.post("/auth/logout", json={"refresh_token": "t", "x": 1}), ["x"])
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+async def test_the_login_form_documents_that_an_empty_field_is_refused(
+    client: httpx.AsyncClient, document: dict[str, Any], field: str
+) -> None:
+    [form] = [
+        content["schema"] for content in document["paths"]["/auth/token"]["post"]["requestBody"]["content"].values()
+    ]
+    reference = form["$ref"].rsplit("/", 1)[-1]
+    assert document["components"]["schemas"][reference]["properties"][field]["minLength"] == 1
+
+    fields = {"username": "someone@example.com", "password": "a password", field: ""}
+    assert_validation_error(await client.post("/auth/token", data=fields))
