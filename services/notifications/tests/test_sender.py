@@ -164,18 +164,7 @@ async def senders(sink: GatedSink) -> AsyncIterator[SenderFactory]:
         # The per-mail statements run on the driver's connection, outside a unit of work: a
         # connection the sender found broken is dropped from the pool, and that is the witness.
         event.listen(engine.sync_engine.pool, "invalidate", lambda _conn, _record, error: errors.append(error))
-        role = EmailSender(
-            engine,
-            lambda: WitnessedUnitOfWork(session_factory, errors),
-            Mailer.from_settings(settings),
-            retry_delays=settings.send_retry_delays,
-            batch_size=settings.sender_batch_size,
-            poll_interval=settings.sender_poll_interval,
-            max_backoff=settings.sender_max_backoff,
-            lease=settings.sender_lease,
-            send_timeout=settings.smtp_timeout,
-            connections=settings.smtp_connections,
-        )
+        role = EmailSender.from_settings(engine, lambda: WitnessedUnitOfWork(session_factory, errors), settings)
         built.append(Sender(role, engine, errors))
         return built[-1]
 

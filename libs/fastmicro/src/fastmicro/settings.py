@@ -14,8 +14,9 @@ from fastmicro.tokens import DEV_SIGNING_KEY, MAX_ACCESS_TOKEN_SECONDS, PublicKe
 #: mark; production refuses a key whose `kid`, or a DATABASE_URL / AMQP_URL password, carries it.
 EXAMPLE_SECRET_MARK = "change-me"  # noqa: S105 - a marker, not a secret
 #: The public half of the development key: what every service verifies with unless told otherwise.
-DEV_PUBLIC_KEYS = PublicKeySet.of(SigningKey.from_json(DEV_SIGNING_KEY)).to_json()
-_DEV_PUBLIC_X = SigningKey.from_json(DEV_SIGNING_KEY).public.jwk["x"]
+_DEV_KEY = SigningKey.from_json(DEV_SIGNING_KEY)
+DEV_PUBLIC_KEYS = PublicKeySet.of(_DEV_KEY).to_json()
+_DEV_PUBLIC_X = _DEV_KEY.public.jwk["x"]
 
 Environment = Literal["development", "test", "production"]
 

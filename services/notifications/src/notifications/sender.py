@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from notifications.mailer import MailConnection
+    from notifications.settings import NotificationsSettings
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +131,27 @@ class EmailSender:
         self._held: _Held | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+
+    @classmethod
+    def from_settings(
+        cls,
+        engine: AsyncEngine,
+        uow_factory: Callable[[], NotificationsUnitOfWork],
+        settings: NotificationsSettings,
+    ) -> EmailSender:
+        """The sender as the settings describe it: mailer, retries, batches, lease, connections."""
+        return cls(
+            engine,
+            uow_factory,
+            Mailer.from_settings(settings),
+            retry_delays=settings.send_retry_delays,
+            batch_size=settings.sender_batch_size,
+            poll_interval=settings.sender_poll_interval,
+            max_backoff=settings.sender_max_backoff,
+            lease=settings.sender_lease,
+            send_timeout=settings.smtp_timeout,
+            connections=settings.smtp_connections,
+        )
 
     def stop(self) -> None:
         self._stopping.set()
