@@ -142,13 +142,21 @@ class EventRegistry:
         if event.type != target.type or event.version > target.version:
             raise ValueError(f"{event.type} v{event.version} cannot become {target.type} v{target.version}")
         while event.version < target.version:
-            step = self._upcasters.get((event.type, event.version))
+            key = (event.type, event.version)
+            step = self._upcasters.get(key)
             if step is None:
                 raise LookupError(f"{event.type} v{event.version} has no upcaster to v{event.version + 1}")
-            event = step(event)
-        if type(event) is not target:  # an upcaster that returned another class is a bug of its own
+            made = step(event)
+            expected = self._classes[(event.type, event.version + 1)]
+            if type(made) is not expected:  # checked at each step: a wrong one would never reach the target
+                raise TypeError(
+                    f"the upcaster of {event.type} v{event.version} made a {type(made).__qualname__}, "
+                    f"not {expected.__qualname__}"
+                )
+            event = made
+        if type(event) is not target:  # the registered class of that version is another one
             raise TypeError(
-                f"the upcasters of {target.type} made a {type(event).__qualname__}, not {target.__qualname__}"
+                f"{target.type} v{target.version} is registered as another class than {target.__qualname__}"
             )
         return event
 

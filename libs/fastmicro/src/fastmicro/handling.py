@@ -30,7 +30,7 @@ import structlog
 from fastmicro import context
 from fastmicro.db import is_connection_error, utcnow
 from fastmicro.errors import ServiceUnavailable
-from fastmicro.events import DomainEvent, Envelope, registry
+from fastmicro.events import DomainEvent, Envelope, EventRegistry, registry
 from fastmicro.handler_errors import dead_reason, failure_fields, is_permanent
 from fastmicro.inbox import CLAIM_INBOX
 from fastmicro.uow import UnitOfWork
@@ -94,7 +94,9 @@ class Handling(Generic[UowT]):
         *,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        events: EventRegistry = registry,
     ) -> None:
+        self._events = events
         self.subscriptions = {(s.event.type, s.event.version): s for s in subscriptions}
         if len(self.subscriptions) != len(subscriptions):
             raise ValueError("one subscription per event type and version")
@@ -104,7 +106,7 @@ class Handling(Generic[UowT]):
             key: (subscription, subscription.event) for key, subscription in self.subscriptions.items()
         }
         for subscription in subscriptions:
-            for older in registry.readable_as(subscription.event)[1:]:
+            for older in events.readable_as(subscription.event)[1:]:
                 self._routes.setdefault((older.type, older.version), (subscription, older))
         self._uow_factory = uow_factory
         self.retry_delays = tuple(retry_delays)
@@ -184,7 +186,7 @@ class Handling(Generic[UowT]):
         except pydantic.ValidationError as error:
             raise _Refused(f"invalid {envelope.type} v{envelope.version} data: {_summary(error)}") from error
         if parsed_as is not subscription.event:
-            event = _upcast(event, subscription.event)
+            event = _upcast(self._events, event, subscription.event)
         return envelope, subscription, event
 
     async def _handle(self, envelope: Envelope, subscription: Subscription[Any, UowT], event: DomainEvent) -> bool:
@@ -228,11 +230,11 @@ def _event_context(envelope: Envelope) -> Iterator[None]:
         context.causation_id.reset(causation)
 
 
-def _upcast(event: DomainEvent, target: type[DomainEvent]) -> DomainEvent:
+def _upcast(events: EventRegistry, event: DomainEvent, target: type[DomainEvent]) -> DomainEvent:
     """`event`, valid in its own version, as `target`; an upcaster that fails now fails every time."""
     where = f"{event.type} v{event.version} -> v{target.version}"
     try:
-        return registry.upcast(event, target)
+        return events.upcast(event, target)
     except pydantic.ValidationError as error:
         raise _Refused(f"cannot upcast {where}: {_summary(error)}") from error
     except Exception as error:  # a fault of the upcaster: its type only, the text may hold data
