@@ -104,5 +104,5 @@ def _shape(row: Any) -> dict[str, Any]:
         "correlation_id": type(payload["correlation_id"]).__name__,
         "causation_id": payload["causation_id"],
         "data_keys": sorted(data),
-        "data": (data["items"], data["total"], data["currency"]),
+        "data": (data["items"], data["total"]),
     }

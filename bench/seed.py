@@ -18,6 +18,7 @@ import orjson
 
 from fastmicro.events import Envelope
 from fastmicro.outbox import outbox_rows
+from fastmicro_contracts.money import Money
 from fastmicro_contracts.orders import OrderLine, OrderPlaced
 from fastmicro_contracts.users import UserCreated
 from notifications import messages
@@ -31,7 +32,9 @@ ORDER_BODY = {
     "currency": "EUR",
 }
 ORDER_LINES = tuple(OrderLine(**item) for item in ORDER_BODY["items"])  # type: ignore[arg-type]
-ORDER_TOTAL = sum(line.quantity * line.unit_price for line in ORDER_LINES)
+ORDER_TOTAL = Money.of_minor_units(
+    sum(line.quantity * line.unit_price for line in ORDER_LINES), str(ORDER_BODY["currency"])
+)
 #: Not a real argon2 hash: the bench never logs in with a password.
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$YmVuY2g$bm90LWEtcmVhbC1oYXNo"  # noqa: S105 - not a secret
 
@@ -88,7 +91,6 @@ def order_placed(users: Sequence[User], count: int) -> list[Envelope]:
                 user_id=users[number % len(users)].id,
                 items=ORDER_LINES,
                 total=ORDER_TOTAL,
-                currency=str(ORDER_BODY["currency"]),
             )
         )
         for number in range(count)
@@ -114,7 +116,7 @@ async def insert_pending_notifications(connection: asyncpg.Connection, users: Se
     rows: list[tuple[Any, ...]] = []
     for number in range(count):
         user = users[number % len(users)]
-        message = messages.order_placed(user.name, uuid.uuid4(), ORDER_LINES, ORDER_TOTAL, "EUR")
+        message = messages.order_placed(user.name, uuid.uuid4(), ORDER_LINES, ORDER_TOTAL)
         rows.append(
             (uuid.uuid4(), user.id, "order_placed", "email", user.email, message.subject, message.body, "pending",
              uuid.uuid4(), 0, now, None, now, None)

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from fastmicro.events import DomainEvent, Envelope
 from fastmicro.testing import publish_event
+from fastmicro_contracts.money import Money
 from fastmicro_contracts.orders import OrderLine, OrderPlaced
 from fastmicro_contracts.users import UserCreated
 from fault_stack import FaultStack, eventually
@@ -35,8 +36,7 @@ def order_placed(user_id: uuid.UUID) -> OrderPlaced:
         order_id=uuid.uuid4(),
         user_id=user_id,
         items=(OrderLine(sku="FAULT-1", quantity=1, unit_price=1000),),
-        total=1000,
-        currency="USD",
+        total=Money(amount="10.00", currency="USD"),
     )
 
 

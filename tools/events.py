@@ -71,17 +71,26 @@ def catalogue_table(found: list[ServiceEvents]) -> list[str]:
         "| routing key | version | data | sent by | consumed by | schema |",
         "|-------------|---------|------|---------|-------------|--------|",
     ]
+    senders = {event: part.name for part in found for event in part.sends}
     for event in published():
         fields = ", ".join(f'"{name}"' for name in event.model_fields)
         readers = ", ".join(
-            f"{part.name} (`{part.consumer.queue_name}`)" for part in found if part.consumer and event in part.receives
+            f"{part.name} (`{part.consumer.queue_name}`){_upcast_note(part, event)}"
+            for part in found
+            if part.consumer and event in part.receives
         )
+        sender = senders.get(event, f"— ({event.source} sends a newer version)")
         schema = schema_path(event).removeprefix("libs/")
         lines.append(
-            f"| `{event.routing_key()}` | {event.version} | `{{{fields}}}` | {event.source} | {readers or '—'} "
+            f"| `{event.routing_key()}` | {event.version} | `{{{fields}}}` | {sender} | {readers or '—'} "
             f"| [{message_name(event)}](../libs/{schema}) |"
         )
     return lines
+
+
+def _upcast_note(part: ServiceEvents, event: type[DomainEvent]) -> str:
+    target = part.consumer.handling.upcast_to(event) if part.consumer else None
+    return "" if target is None else f", upcast to v{target.version}"
 
 
 def fill_catalogue(text: str, table: list[str]) -> str:
@@ -124,9 +133,10 @@ def expected(root: Path) -> tuple[dict[str, str], list[str]]:
             breaks = breaking_changes(old, new)
             if breaks:
                 readers = ", ".join(consumers(found, event)) or "no service yet"
+                free = max(known.version for known in published() if known.type == event.type) + 1
                 problems.extend(
                     f"{message_name(event)} ({path}) would break its readers ({readers}): {change}. "
-                    f"A new incompatible shape is a new class with version = {event.version + 1}."
+                    f"A new incompatible shape is a new class with version = {free}, and an upcaster to it."
                     for change in breaks
                 )
                 continue

@@ -39,13 +39,15 @@ def money(minor: int, currency: str) -> str:
 
 
 def text_of(data: dict[str, Any]) -> str:
-    currency = data["currency"]
+    """OrderPlaced v2's data: the lines in minor units, the total a decimal string with its currency."""
+    total = data["total"]
+    currency = total["currency"]
     lines = "\n".join(
         f"  {item['quantity']} x {item['sku']} at {money(item['unit_price'], currency)}"
         f" = {money(item['quantity'] * item['unit_price'], currency)}"
         for item in data["items"]
     )
-    return f"{lines}\n\nTotal: {money(data['total'], currency)}\n\n-- \nfastmicro\n"
+    return f"{lines}\n\nTotal: {Decimal(total['amount']):,.2f} {currency}\n\n-- \nfastmicro\n"
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 
@@ -16,11 +17,15 @@ def order_placed(
     currency: str,
     correlation_id: str,
 ) -> dict[str, Any]:
-    """A new OrderPlaced v1 envelope (its own id and time), ready for orjson."""
+    """A new OrderPlaced v2 envelope (its own id and time), ready for orjson.
+
+    `total` is in minor units; the envelope carries it as a decimal string of two decimals (the
+    bench orders in EUR, and the raw consumer shows amounts with two decimals too).
+    """
     return {
         "id": str(uuid.uuid4()),
         "type": "OrderPlaced",
-        "version": 1,
+        "version": 2,
         "source": "orders",
         "occurred_at": datetime.now(UTC),
         "correlation_id": correlation_id,
@@ -29,7 +34,6 @@ def order_placed(
             "order_id": str(order_id),
             "user_id": str(user_id),
             "items": items,
-            "total": total,
-            "currency": currency,
+            "total": {"amount": f"{Decimal(total).scaleb(-2):.2f}", "currency": currency},
         },
     }

@@ -21,7 +21,7 @@ import yaml
 import fastmicro_contracts.orders
 import fastmicro_contracts.users
 from fastmicro.asyncapi import message_name
-from fastmicro.events import DomainEvent, Envelope
+from fastmicro.events import DomainEvent, Envelope, registry
 from fastmicro.workspace import find_root
 
 ROOT = find_root(Path(__file__))
@@ -47,8 +47,28 @@ def test_the_generated_files_are_fresh_and_no_published_version_is_broken() -> N
     assert result.returncode == 0, f"run `make generate` (a breaking change needs a new version):\n{result.stderr}"
 
 
-def test_a_change_that_breaks_a_reader_fails_naming_the_rule_and_the_consumers(tmp_path: Path) -> None:
-    """As if UserCreated v1 had lost `nickname`: the committed schema has it, the class no longer."""
+@pytest.mark.parametrize(
+    ("committed_path", "breaks", "next_version"),
+    [
+        (
+            "users/UserCreated.v1.schema.json",
+            "UserCreated.v1 (libs/contracts/schemas/users/UserCreated.v1.schema.json) would break its readers "
+            "(notifications): field removed or renamed at data.nickname",
+            2,
+        ),
+        (  # no longer sent, still read: notifications upcasts what is queued or dead-lettered
+            "orders/OrderPlaced.v1.schema.json",
+            "OrderPlaced.v1 (libs/contracts/schemas/orders/OrderPlaced.v1.schema.json) would break its readers "
+            "(notifications): field removed or renamed at data.nickname",
+            3,
+        ),
+    ],
+    ids=["UserCreated.v1", "OrderPlaced.v1-read-through-its-upcaster"],
+)
+def test_a_change_that_breaks_a_reader_fails_naming_the_rule_and_the_consumers(
+    tmp_path: Path, committed_path: str, breaks: str, next_version: int
+) -> None:
+    """As if the version had lost `nickname`: the committed schema has it, the class no longer."""
     manifests = [path.relative_to(ROOT).as_posix() for path in ROOT.glob("services/*/pyproject.toml")]
     for path in ("docs/events.md", "libs/contracts/schemas", *manifests):
         source, target = ROOT / path, tmp_path / path
@@ -57,7 +77,7 @@ def test_a_change_that_breaks_a_reader_fails_naming_the_rule_and_the_consumers(t
             shutil.copytree(source, target)
         else:
             shutil.copy(source, target)
-    committed = tmp_path / "libs/contracts/schemas/users/UserCreated.v1.schema.json"
+    committed = tmp_path / "libs/contracts/schemas" / committed_path
     schema = json.loads(committed.read_text())
     schema["properties"]["data"]["properties"]["nickname"] = {"type": "string"}
     schema["properties"]["data"]["required"].append("nickname")
@@ -70,11 +90,8 @@ def test_a_change_that_breaks_a_reader_fails_naming_the_rule_and_the_consumers(t
         check=False,
     )
     assert result.returncode == 1
-    assert (
-        "UserCreated.v1 (libs/contracts/schemas/users/UserCreated.v1.schema.json) would break its readers "
-        "(notifications): field removed or renamed at data.nickname"
-    ) in result.stderr
-    assert "version = 2" in result.stderr
+    assert breaks in result.stderr
+    assert f"version = {next_version}, and an upcaster to it" in result.stderr  # the next free version
     assert json.loads(committed.read_text()) == schema  # `make generate` leaves the promise as it was
 
 
@@ -123,13 +140,16 @@ def test_the_validator_refuses_what_is_not_asyncapi() -> None:
 def test_every_event_version_is_in_the_document_with_its_sender_and_receivers() -> None:
     document = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
     operations = document["operations"]
+    newest = registry.newest()
     for event in EVENTS:
         name = message_name(event)
         assert name in document["components"]["messages"]
         assert name in document["channels"][event.routing_key()]["messages"]
-        assert f"{event.source}.send.{name}" in operations
+        # A producer sends the newest version only; an older one is still read, through its upcaster.
+        assert (f"{event.source}.send.{name}" in operations) == (event in newest), name
     assert "orders.receive.UserDeleted.v1" in operations
-    assert "notifications.receive.OrderPlaced.v1" in operations
+    assert "notifications.receive.OrderPlaced.v2" in operations
+    assert "upcast to v2" in operations["notifications.receive.OrderPlaced.v1"]["summary"]
     assert "users.receive.UserCreated.v1" not in operations
     assert document["channels"]["orders.events.dead"]["address"] == "orders.events.dead"
     assert "notifications.events.retry.1000ms" in document["channels"]

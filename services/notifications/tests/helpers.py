@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastmicro.testing.tokens import signer_for
 from fastmicro.tokens import TokenSigner
+from fastmicro_contracts.money import Money
 from fastmicro_contracts.orders import OrderLine, OrderPlaced
 from fastmicro_contracts.users import UserCreated
 from notifications.models import Notification
@@ -245,8 +246,7 @@ def order_placed(user_id: uuid.UUID, *, total: int = 3099, currency: str = "EUR"
         order_id=uuid.uuid4(),
         user_id=user_id,
         items=(OrderLine(sku="SKU-1", quantity=2, unit_price=1250), OrderLine(sku="SKU-2", quantity=1, unit_price=599)),
-        total=total,
-        currency=currency,
+        total=Money.of_minor_units(total, currency),
     )
 
 

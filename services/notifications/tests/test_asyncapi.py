@@ -1,4 +1,4 @@
-"""`GET /asyncapi.json`: what notifications receives, from its SUBSCRIPTIONS; it sends nothing."""
+"""`GET /asyncapi.json`: what notifications receives, from its SUBSCRIPTIONS and their upcasters; it sends nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ async def test_notifications_serves_every_subscription_and_sends_nothing(client:
     operations = response.json()["operations"]
 
     receives = {name for name, operation in operations.items() if operation["action"] == "receive"}
-    assert receives == {f"notifications.receive.{message_name(s.event)}" for s in SUBSCRIPTIONS}
+    subscribed = {f"notifications.receive.{message_name(s.event)}" for s in SUBSCRIPTIONS}
+    # OrderPlaced v1 is read too: still queued or dead-lettered, it is upcast to the subscribed v2.
+    assert receives == subscribed | {"notifications.receive.OrderPlaced.v1"}
+    assert "notifications.receive.OrderPlaced.v2" in subscribed
+    assert "upcast to v2" in operations["notifications.receive.OrderPlaced.v1"]["summary"]
     assert not any(".send." in name for name in operations)
     assert "notifications.deadLetter" in operations

@@ -2,9 +2,11 @@
 
 Every event class (`fastmicro.events.registry`) is a message: its envelope, with the class's own JSON
 Schema as `data`, travelling on the channel of its routing key (`<source>.<Type>`) of the topic
-exchange. Its sender is the service its `source` names; its receivers are the services whose
-consumer subscribes to it (their SUBSCRIPTIONS, as `EventConsumer.handling` holds them). Each
-consumer's queue, delay queues and dead-letter queue are channels too.
+exchange. Its sender is the service its `source` names, for the newest version of each type (an
+older one is kept for the messages still on their way); its receivers are the services whose
+consumer subscribes to it, or to a newer version it is upcast to (their SUBSCRIPTIONS, as
+`EventConsumer.handling` holds them). Each consumer's queue, delay queues and dead-letter queue
+are channels too.
 
 `document(parts)` describes several services at once (docs/asyncapi.yaml, tools/events.py);
 `service_document(name, roles)` one service's part, as its `GET /asyncapi.json` serves it.
@@ -36,12 +38,12 @@ class ServiceEvents:
     def receives(self) -> tuple[type[DomainEvent], ...]:
         if self.consumer is None:
             return ()
-        return tuple(s.event for s in self.consumer.handling.subscriptions.values())
+        return tuple(self.consumer.handling.readable)
 
 
 def events_of(service: str) -> tuple[type[DomainEvent], ...]:
-    """The event classes `service` publishes: those whose `source` it is."""
-    return tuple(cls for cls in registry.classes() if cls.source == service)
+    """The event classes `service` publishes: the newest version of each type whose `source` it is."""
+    return tuple(cls for cls in registry.newest() if cls.source == service)
 
 
 def service_events(name: str, roles: Iterable[object]) -> ServiceEvents:
@@ -148,10 +150,12 @@ def document(
         if part.consumer is None:
             continue
         for event in sorted(part.receives, key=message_name):
+            upcast_to = part.consumer.handling.upcast_to(event)
+            how = "" if upcast_to is None else f", upcast to v{upcast_to.version} before its handler sees it"
             operation = _operation(
                 "receive",
                 event,
-                f"{part.name} handles {event.type} v{event.version} from its queue `{part.consumer.queue_name}`.",
+                f"{part.name} handles {event.type} v{event.version} from its queue `{part.consumer.queue_name}`{how}.",
                 part.name,
             )
             operation["x-fastmicro-queue"] = part.consumer.queue_name

@@ -1,11 +1,14 @@
 """What the consumer runtime does with one message, whatever carried it to the service.
 
 `Handling.deliver(body, attempt)` is the whole decision: parse the envelope and match it to a
-subscription; run the handler once per (message, handler) in one transaction with its unit of
-work and the inbox row; and say what becomes of the message, as an `Outcome`. The consumer
-(`fastmicro.consumer`) takes a message off RabbitMQ, asks this, and carries the outcome out on
-the broker (ack, a copy to a delay queue or to the dead-letter queue); a test can ask the same
-without a broker (`fastmicro.testing.EventDelivery`).
+subscription (a message of an older version of the subscribed event is parsed by its own class and
+upcast to the subscribed one, `fastmicro.events`, so a handler only ever sees the newest); run the
+handler once per (message, handler) in one transaction with its unit of work and the inbox row;
+and say what becomes of the message, as an `Outcome`. The consumer (`fastmicro.consumer`) takes a
+message off RabbitMQ, asks this, and carries the outcome out on the broker (ack, a copy to a delay
+queue or to the dead-letter queue); a test can ask the same without a broker
+(`fastmicro.testing.EventDelivery`). A replayed dead letter is a message like any other: it is
+upcast too.
 
 Nothing that arrives is trusted. A body over `max_message_bytes` is dead-lettered unread; data
 the event's schema refuses (the contracts bound and check every text) is dead-lettered at once,
@@ -27,7 +30,7 @@ import structlog
 from fastmicro import context
 from fastmicro.db import is_connection_error, utcnow
 from fastmicro.errors import ServiceUnavailable
-from fastmicro.events import DomainEvent, Envelope
+from fastmicro.events import DomainEvent, Envelope, EventRegistry, registry
 from fastmicro.handler_errors import dead_reason, failure_fields, is_permanent
 from fastmicro.inbox import CLAIM_INBOX
 from fastmicro.uow import UnitOfWork
@@ -91,10 +94,20 @@ class Handling(Generic[UowT]):
         *,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        events: EventRegistry = registry,
     ) -> None:
+        self._events = events
         self.subscriptions = {(s.event.type, s.event.version): s for s in subscriptions}
         if len(self.subscriptions) != len(subscriptions):
             raise ValueError("one subscription per event type and version")
+        # (type, version) -> the subscription and the class that parses the message; a subscribed
+        # version wins over an upcast one, so subscribing to an old version too is still possible.
+        self._routes: dict[tuple[str, int], tuple[Subscription[Any, UowT], type[DomainEvent]]] = {
+            key: (subscription, subscription.event) for key, subscription in self.subscriptions.items()
+        }
+        for subscription in subscriptions:
+            for older in events.readable_as(subscription.event)[1:]:
+                self._routes.setdefault((older.type, older.version), (subscription, older))
         self._uow_factory = uow_factory
         self.retry_delays = tuple(retry_delays)
         self.max_message_bytes = max_message_bytes
@@ -106,6 +119,16 @@ class Handling(Generic[UowT]):
     @property
     def event_types(self) -> set[str]:
         return {s.event.type for s in self.subscriptions.values()}
+
+    @property
+    def readable(self) -> list[type[DomainEvent]]:
+        """Every event version this service reads: those it subscribes to, and the older ones upcast to them."""
+        return [self._routes[key][1] for key in sorted(self._routes)]
+
+    def upcast_to(self, event: type[DomainEvent]) -> type[DomainEvent] | None:
+        """The subscribed version a message of `event` is upcast to; None when it is itself subscribed."""
+        subscription, parsed_as = self._routes[(event.type, event.version)]
+        return None if parsed_as is subscription.event else subscription.event
 
     def attempt_of(self, header: object) -> int:
         """The attempts already made, as the attempt header says, within 0..len(retry delays).
@@ -138,6 +161,8 @@ class Handling(Generic[UowT]):
             ),
             _event_context(envelope),
         ):
+            if event.version != envelope.version:
+                log.info("event_upcast", from_version=envelope.version, to_version=event.version)
             try:
                 ran = await self._handle(envelope, subscription, event)
             except Exception as error:  # noqa: BLE001 - dead-lettered when permanent, else retried
@@ -152,13 +177,16 @@ class Handling(Generic[UowT]):
             envelope = Envelope.model_validate_json(body)
         except pydantic.ValidationError as error:
             raise _Refused(f"unparseable envelope: {_summary(error)}") from error
-        subscription = self.subscriptions.get((envelope.type, envelope.version))
-        if subscription is None:
+        route = self._routes.get((envelope.type, envelope.version))
+        if route is None:
             raise _Refused(f"no handler for {envelope.type} v{envelope.version}")
+        subscription, parsed_as = route
         try:
-            event = subscription.event.model_validate(envelope.data)
+            event = parsed_as.model_validate(envelope.data)
         except pydantic.ValidationError as error:
             raise _Refused(f"invalid {envelope.type} v{envelope.version} data: {_summary(error)}") from error
+        if parsed_as is not subscription.event:
+            event = _upcast(self._events, event, subscription.event)
         return envelope, subscription, event
 
     async def _handle(self, envelope: Envelope, subscription: Subscription[Any, UowT], event: DomainEvent) -> bool:
@@ -200,6 +228,17 @@ def _event_context(envelope: Envelope) -> Iterator[None]:
     finally:
         context.correlation_id.reset(correlation)
         context.causation_id.reset(causation)
+
+
+def _upcast(events: EventRegistry, event: DomainEvent, target: type[DomainEvent]) -> DomainEvent:
+    """`event`, valid in its own version, as `target`; an upcaster that fails now fails every time."""
+    where = f"{event.type} v{event.version} -> v{target.version}"
+    try:
+        return events.upcast(event, target)
+    except pydantic.ValidationError as error:
+        raise _Refused(f"cannot upcast {where}: {_summary(error)}") from error
+    except Exception as error:  # a fault of the upcaster: its type only, the text may hold data
+        raise _Refused(f"cannot upcast {where}: {type(error).__name__}") from error
 
 
 def _summary(error: pydantic.ValidationError) -> str:

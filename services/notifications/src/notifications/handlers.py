@@ -55,7 +55,7 @@ async def on_order_placed(event: OrderPlaced, uow: NotificationsUnitOfWork) -> N
         uow,
         contact,
         "order_placed",
-        messages.order_placed(contact.name, event.order_id, event.items, event.total, event.currency),
+        messages.order_placed(contact.name, event.order_id, event.items, event.total),
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from fastmicro_contracts.currencies import minor_unit_digits
+from fastmicro_contracts.money import Money
 from fastmicro_contracts.orders import CancelReason, OrderLine
 from notifications.models import OrderId
 
@@ -50,7 +51,9 @@ def account_updated(name: str | None, email: str) -> Message:
     )
 
 
-def order_placed(name: str | None, order_id: OrderId, items: Sequence[OrderLine], total: int, currency: str) -> Message:
+def order_placed(name: str | None, order_id: OrderId, items: Sequence[OrderLine], total: Money) -> Message:
+    """The lines' prices are minor units of the total's currency."""
+    currency = total.currency
     lines = "\n".join(
         f"  {item.quantity} x {item.sku} at {format_money(item.unit_price, currency)}"
         f" = {format_money(item.quantity * item.unit_price, currency)}"
@@ -59,7 +62,7 @@ def order_placed(name: str | None, order_id: OrderId, items: Sequence[OrderLine]
     return Message(
         f"Your order {_short(order_id)} is placed",
         f"{_greeting(name)}\n\nthank you for your order {order_id}:\n\n{lines}\n\n"
-        f"Total: {format_money(total, currency)}\n{SIGNATURE}",
+        f"Total: {format_money(total.minor_units, currency)}\n{SIGNATURE}",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from fastmicro_contracts.money import Money
 from fastmicro_contracts.orders import OrderCancelled, OrderLine, OrderPlaced
 from orders.errors import AccountDeleted, OrderNotFound
 from orders.models import Order, OrderId
@@ -34,8 +35,7 @@ class OrderService:
                         OrderLine(sku=item.sku, quantity=item.quantity, unit_price=item.unit_price)
                         for item in order.items
                     ),
-                    total=order.total,
-                    currency=order.currency,
+                    total=Money.of_minor_units(order.total, order.currency),
                 )
             )
             await uow.commit()

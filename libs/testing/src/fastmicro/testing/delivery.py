@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from fastmicro.events import DomainEvent, Envelope
+from fastmicro.events import DomainEvent, Envelope, EventRegistry, registry
 from fastmicro.handling import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETRY_DELAYS, Handling, Outcome, Subscription
 from fastmicro.uow import UnitOfWork
 
@@ -34,9 +34,10 @@ class EventDelivery(Generic[UowT]):
         *,
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        events: EventRegistry = registry,
     ) -> None:
         self.handling = Handling(
-            subscriptions, uow_factory, retry_delays=retry_delays, max_message_bytes=max_message_bytes
+            subscriptions, uow_factory, retry_delays=retry_delays, max_message_bytes=max_message_bytes, events=events
         )
 
     async def deliver(self, message: DomainEvent | Envelope | bytes, *, attempt: object = None) -> Outcome:
