@@ -72,14 +72,17 @@ faults: install servers  ## the fault-injection suite alone, with its figures (R
 
 up: .env  ## the whole stack in Docker: build, migrate, start, wait until healthy, print the URLs
 	$(COMPOSE) up -d --build --wait
-	@printf '\nfastmicro is up (make logs, make ps, make down):\n'
-	@for manifest in services/*/pyproject.toml; do \
-	  printf '  %-15s %s\n' "$$(basename "$$(dirname "$$manifest")")" \
-	    "http://localhost:$$(sed -n 's/^port = \([0-9]*\).*/\1/p' "$$manifest")/docs"; \
-	done
-	@printf '  %-15s %s\n' \
-	  'RabbitMQ UI' 'http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)' \
-	  'Mailpit' 'http://localhost:8025 (every mail the stack sends)'
+	@echo
+	@echo 'fastmicro is up:'
+	@# generated: services (tools/workspace.py, from tools/banner.py: `make generate`)
+	@echo '  users          http://localhost:8001  (docs: http://localhost:8001/docs)'
+	@echo '  orders         http://localhost:8002  (docs: http://localhost:8002/docs)'
+	@echo '  notifications  http://localhost:8003  (docs: http://localhost:8003/docs)'
+	@echo '  mail           Mailpit http://localhost:8025 (every mail the stack sends)'
+	@echo '  RabbitMQ UI    http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)'
+	@echo '  logs           make logs (make logs ARGS=orders for one service); make ps for their health'
+	@echo '  stop           make down (the data volumes stay)'
+	@# end generated
 
 down:  ## stop the Docker stack; its data volumes stay (`make down ARGS=--volumes` removes them)
 	$(COMPOSE) down $(ARGS)
