@@ -15,14 +15,15 @@ help:  ## list the verbs
 install:  ## install the workspace (uv, Python deps) from uv.lock
 	$(UV) sync --locked
 
-servers:  ## make sure PostgreSQL and RabbitMQ answer (starting local ones if needed)
-	./scripts/ensure-servers.sh
+servers: install  ## make sure the tests' PostgreSQL and RabbitMQ answer (starting local ones if needed)
+	$(RUN) python tools/devservers.py
 
-dev: install servers  ## run the stack locally: migrations, topology, then every service (Ctrl-C stops all)
-	$(RUN) python tools/devstack.py
+# RELOAD=0: no restart on save; INSTALL=1: install missing servers (apt, brew); KEEP=1: leave its containers running.
+dev: install  ## run the stack locally: servers, migrations, topology, then every service, reloaded on save (Ctrl-C stops all)
+	$(RUN) python tools/devstack.py $(if $(filter 0,$(RELOAD)),,--reload) $(if $(INSTALL),--install) $(if $(KEEP),--keep-servers)
 
-migrate: install servers  ## create the service databases if missing and apply their migrations
-	$(RUN) python tools/devstack.py --migrate-only
+migrate: install  ## create the service databases if missing and apply their migrations
+	$(RUN) python tools/devstack.py --migrate-only $(if $(INSTALL),--install) $(if $(KEEP),--keep-servers)
 
 test: install servers  ## every test (unit, integration, end-to-end) against real PostgreSQL and RabbitMQ
 	$(RUN) pytest
