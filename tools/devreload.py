@@ -166,7 +166,7 @@ def _relative(path: Path, root: Path) -> Path:
 
 def watched(root: Path) -> list[Path]:
     """What the stack's processes import from the workspace: each library's and each service's sources."""
-    return sorted([*root.glob("libs/*/src"), *root.glob("services/*/src"), *root.glob("services/*/migrations")])
+    return sorted([*root.glob("libs/*/src"), *root.glob("services/*/src")])
 
 
 async def watch(
