@@ -192,8 +192,9 @@ def compose_up(servers: Sequence[Server], machine: Machine, smtp_port: int) -> t
     return [*compose_base(machine), "up", "--detach", "--wait", *names, "mailpit"], env
 
 
-def compose_stop(machine: Machine) -> list[str]:
-    return [*compose_base(machine), "stop", "postgres", "rabbitmq", "mailpit"]
+def compose_stop(servers: Sequence[Server], machine: Machine) -> list[str]:
+    """What stops the containers `compose_up` started for `servers`, and no other (a kept one answered)."""
+    return [*compose_base(machine), "stop", *(server.compose_service for server in servers), "mailpit"]
 
 
 def container_url(server: Server, machine: Machine) -> str:
@@ -298,7 +299,7 @@ def _start_containers(
         selection.problems.append(f"`{shlex.join(command)}` failed")
         return {}
     selection.mailpit = True
-    selection.stop = compose_stop(machine)
+    selection.stop = compose_stop(pending, machine)
     where = f"of Compose project {COMPOSE_PROJECT}"
     return {
         server.name: Choice(

@@ -236,6 +236,8 @@ def test_only_the_missing_server_comes_from_a_container(fake_bin: Bin, tmp_path:
     assert sources(selection.choices) == [Source.ANSWERING, Source.CONTAINER]
     compose = fake_bin.argvs()[-1]
     assert compose[-3:] == ["--wait", "rabbitmq", "mailpit"]
+    assert selection.stop is not None
+    assert selection.stop[-3:] == ["stop", "rabbitmq", "mailpit"]  # the answering one is left alone
 
 
 def test_without_installation_or_engine_it_says_the_apt_command(
