@@ -15,14 +15,15 @@ help:  ## list the verbs
 install:  ## install the workspace (uv, Python deps) from uv.lock
 	$(UV) sync --locked
 
-servers:  ## make sure PostgreSQL and RabbitMQ answer (starting local ones if needed)
-	./scripts/ensure-servers.sh
+servers: install  ## make sure the tests' PostgreSQL and RabbitMQ answer (starting local ones if needed)
+	$(RUN) python tools/devservers.py
 
-dev: install servers  ## run the stack locally: migrations, topology, then every service (Ctrl-C stops all)
-	$(RUN) python tools/devstack.py
+# RELOAD=0: no restart on save; INSTALL=1: install missing servers (apt, brew); KEEP=1: leave its containers running.
+dev: install  ## run the stack locally: servers, migrations, topology, then every service, reloaded on save (Ctrl-C stops all)
+	$(RUN) python tools/devstack.py $(if $(filter 0,$(RELOAD)),,--reload) $(if $(INSTALL),--install) $(if $(KEEP),--keep-servers)
 
-migrate: install servers  ## create the service databases if missing and apply their migrations
-	$(RUN) python tools/devstack.py --migrate-only
+migrate: install  ## create the service databases if missing and apply their migrations
+	$(RUN) python tools/devstack.py --migrate-only $(if $(INSTALL),--install) $(if $(KEEP),--keep-servers)
 
 test: install servers  ## every test (unit, integration, end-to-end) against real PostgreSQL and RabbitMQ
 	$(RUN) pytest
@@ -72,14 +73,17 @@ faults: install servers  ## the fault-injection suite alone, with its figures (R
 
 up: .env  ## the whole stack in Docker: build, migrate, start, wait until healthy, print the URLs
 	$(COMPOSE) up -d --build --wait
-	@printf '\nfastmicro is up (make logs, make ps, make down):\n'
-	@for manifest in services/*/pyproject.toml; do \
-	  printf '  %-15s %s\n' "$$(basename "$$(dirname "$$manifest")")" \
-	    "http://localhost:$$(sed -n 's/^port = \([0-9]*\).*/\1/p' "$$manifest")/docs"; \
-	done
-	@printf '  %-15s %s\n' \
-	  'RabbitMQ UI' 'http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)' \
-	  'Mailpit' 'http://localhost:8025 (every mail the stack sends)'
+	@echo
+	@echo 'fastmicro is up:'
+	@# generated: services (tools/workspace.py, from tools/banner.py: `make generate`)
+	@echo '  users          http://localhost:8001  (docs: http://localhost:8001/docs)'
+	@echo '  orders         http://localhost:8002  (docs: http://localhost:8002/docs)'
+	@echo '  notifications  http://localhost:8003  (docs: http://localhost:8003/docs)'
+	@echo '  mail           Mailpit http://localhost:8025 (every mail the stack sends)'
+	@echo '  RabbitMQ UI    http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)'
+	@echo '  logs           make logs (make logs ARGS=orders for one service); make ps for their health'
+	@echo '  stop           make down (the data volumes stay)'
+	@# end generated
 
 down:  ## stop the Docker stack; its data volumes stay (`make down ARGS=--volumes` removes them)
 	$(COMPOSE) down $(ARGS)

@@ -3,7 +3,8 @@
 Each services/<name>/pyproject.toml says what makes that service itself (`[tool.fastmicro]`: its
 port, what its worker runs, whether it signs tokens or sends mail). From those this writes the
 files that only repeat them: docker-compose.yml, the Kubernetes base and overlays, the database
-init script, and the lists inside the root pyproject, .env.example, create-secrets.sh and the docs
+init script, and the lists inside the root pyproject, .env.example, create-secrets.sh, the Makefile
+(`make up`'s banner, tools/banner.py) and the docs
 (between `generated: services` and `end generated`). The files are committed; `--check` (run by
 `make lint` and deploy/tests/test_workspace.py) fails, naming each one, when any is stale.
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
+from banner import banner, compose_where
 
 from fastmicro.workspace import ServiceManifest, find_root, services
 
@@ -119,6 +121,7 @@ def blocks(found: tuple[ServiceManifest, ...]) -> dict[str, Callable[[str, str],
             "|-----|------|",
             *(f"| <http://localhost:{s.port}/docs> | {s.name}: Swagger UI |" for s in found),
         ],
+        "Makefile": lambda _m, indent: [f"{indent}@echo '{line}'" for line in banner(found, compose_where())],
         "docs/operations.md": lambda _m, _i: [
             "| service | port | its worker runs | what it is |",
             "|---------|------|-----------------|------------|",

@@ -2,7 +2,7 @@
 
 A service declares what makes it itself in `[tool.fastmicro]` of its pyproject (fastmicro.workspace);
 tools/workspace.py writes compose, the Kubernetes manifests, the init script and the lists inside the
-root pyproject, .env.example, create-secrets.sh and the docs from those manifests.
+root pyproject, .env.example, create-secrets.sh, the Makefile's `make up` banner and the docs from those manifests.
 """
 
 from __future__ import annotations
@@ -51,7 +51,15 @@ def test_the_worker_runs_what_the_manifest_says() -> None:
 @pytest.fixture
 def workspace_copy(tmp_path: Path) -> Path:
     """The files the generator reads and writes, in a folder of their own."""
-    for path in ("pyproject.toml", ".env.example", "README.md", "docs/operations.md", "deploy/k8s", "services"):
+    for path in (
+        "pyproject.toml",
+        ".env.example",
+        "README.md",
+        "Makefile",
+        "docs/operations.md",
+        "deploy/k8s",
+        "services",
+    ):
         source, target = ROOT / path, tmp_path / path
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("src", "tests", "*.pyc"))
@@ -84,12 +92,14 @@ def test_a_new_service_folder_names_every_file_that_must_list_it(workspace_copy:
         ".env.example",
         "pyproject.toml",
         "README.md",
+        "Makefile",  # the banner of `make up`
         "docs/operations.md",
     ):
         assert f"{path} is stale" in result.stderr, result.stderr
     subprocess.run([sys.executable, str(GENERATOR), "--root", str(workspace_copy)], check=True, capture_output=True)  # noqa: S603
     assert check(workspace_copy).returncode == 0
     assert "billing-worker:" in (workspace_copy / "docker-compose.yml").read_text()
+    assert "http://localhost:8004  (docs: http://localhost:8004/docs)" in (workspace_copy / "Makefile").read_text()
     shutil.rmtree(billing)
     assert "deploy/k8s/base/billing.yaml: no such service" in check(workspace_copy).stderr
 
