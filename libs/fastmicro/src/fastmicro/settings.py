@@ -88,6 +88,24 @@ class ServiceSettings(BaseSettings):
         default=1000, ge=1, le=50_000, description="Rows deleted per transaction, so no purge holds a long one."
     )
 
+    idempotency_key_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description=(
+            "Hours an Idempotency-Key's first answer is kept and replayed to retries; then the key is free"
+            " again and its row is purged with the retention purge."
+        ),
+    )
+    idempotency_wait_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description=(
+            "How long a request waits for one with the same Idempotency-Key still in progress (holding a"
+            " pooled connection) before it answers 409 `request_in_progress` with Retry-After."
+        ),
+    )
+
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
     consumer_retry_delays: list[float] = Field(
         default=[1.0, 5.0, 30.0, 120.0], min_length=1, description="Seconds before each retry of a failed handler."
@@ -159,6 +177,13 @@ class ServiceSettings(BaseSettings):
     def _inbox_outlives_the_retries(self) -> Self:
         if self.inbox_retention_days * 86_400 <= sum(self.consumer_retry_delays):
             raise ValueError("INBOX_RETENTION_DAYS must be longer than all the consumer retry delays together")
+        return self
+
+    @model_validator(mode="after")
+    def _key_wait_within_statement_timeout(self) -> Self:
+        timeout = self.db_statement_timeout_ms
+        if timeout and self.idempotency_wait_seconds * 1000 >= timeout:
+            raise ValueError("IDEMPOTENCY_WAIT_SECONDS must be shorter than DB_STATEMENT_TIMEOUT_MS")
         return self
 
     @model_validator(mode="after")

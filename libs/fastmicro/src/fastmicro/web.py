@@ -21,6 +21,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from fastmicro.asyncapi import service_document
 from fastmicro.edge import SecurityHeadersMiddleware
 from fastmicro.errors import AuthenticationError, install_error_handlers
+from fastmicro.idempotency import install_idempotency
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.methods import MethodNotAllowedMiddleware
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
@@ -106,6 +107,7 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    install_idempotency(app)
     document_problems(app)
     app.add_middleware(MethodNotAllowedMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
