@@ -30,7 +30,8 @@ async def created_events(settings: UsersSettings, email: str) -> int:
         async with engine.connect() as conn:
             count = await conn.scalar(
                 text(
-                    "SELECT count(*) FROM outbox WHERE routing_key = 'users.UserCreated' AND payload->'data'->>'email' = :email"
+                    "SELECT count(*) FROM outbox"
+                    " WHERE routing_key = 'users.UserCreated' AND payload->'data'->>'email' = :email"
                 ),
                 {"email": email},
             )

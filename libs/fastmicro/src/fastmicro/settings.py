@@ -39,6 +39,16 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
+    http_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "API processes `serve` runs on the one port (uvicorn's --workers), each with its own pool of"
+            " DB_POOL_SIZE connections; their /metrics add up across them (docs/operations.md)."
+        ),
+    )
+
     serve_roles: bool = Field(
         default=True,
         description=(
