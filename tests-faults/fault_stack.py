@@ -90,7 +90,7 @@ class MailSink:
         return int(self._controller.port)
 
     def start(self) -> MailSink:
-        self._controller.port = _free_port()
+        self._controller.port = free_port()
         self._controller.start()
         return self
 
@@ -98,7 +98,7 @@ class MailSink:
         self._controller.stop()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket  # noqa: PLC0415
 
     with socket.socket() as probe:

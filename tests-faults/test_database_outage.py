@@ -4,6 +4,10 @@ Promise: while cut, requests answer 503 problem details (never 500), readiness i
 is fine; events published to notifications meanwhile are retried, not lost; orders the relay could
 not publish wait in the outbox. On restore, without a restart, writes answer 201 again and every
 order and user ends with exactly one notification sent.
+
+The clients retry as a client should: each order has its Idempotency-Key, sent again after a 503
+until it is answered 201. A 503 whose COMMIT did reach the database (the cut fell on the reply)
+is then answered with the order it placed, so every key ends with exactly one order.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import httpx
 
@@ -49,13 +54,36 @@ class Answer:
 
 
 @dataclass
+class Keyed:
+    """One order a client wants placed: its Idempotency-Key, sent until answered 201."""
+
+    headers: dict[str, str]
+    statuses: list[int] = field(default_factory=list)
+    order_id: str | None = None
+    replayed: bool = False
+
+    async def send(self, client: httpx.AsyncClient) -> httpx.Response:
+        response = await client.post("/orders", json={"items": ONE_ITEM}, headers=self.headers)
+        self.statuses.append(response.status_code)
+        if response.status_code == 201:
+            self.order_id = response.json()["id"]
+            self.replayed = response.headers.get("idempotent-replayed") == "true"
+        return response
+
+
+def keyed(stack: FaultStack, user_id: uuid.UUID) -> Keyed:
+    return Keyed({**stack.bearer(user_id), "Idempotency-Key": f"order-{uuid.uuid4()}"})
+
+
+@dataclass
 class Writers:
-    """Clients placing orders in a loop, as traffic does, until told to stop."""
+    """Clients placing orders in a loop, as traffic does, until told to stop; each retries its key after a 503."""
 
     client: httpx.AsyncClient
     stack: FaultStack
     buyers: list[uuid.UUID]
     answers: list[Answer] = field(default_factory=list)
+    keys: list[Keyed] = field(default_factory=list)
     cut: bool = False
 
     def count(self, status: int, *, during_cut: bool) -> int:
@@ -66,12 +94,17 @@ class Writers:
         stop = asyncio.Event()
 
         async def write(n: int) -> None:
-            headers = self.stack.bearer(self.buyers[n % len(self.buyers)])
+            user_id = self.buyers[n % len(self.buyers)]
+            order = keyed(self.stack, user_id)
+            self.keys.append(order)
             while not stop.is_set():
                 during_cut = self.cut  # as the request leaves: one in flight at the cut counts as before it
-                response = await self.client.post("/orders", json={"items": ONE_ITEM}, headers=headers)
+                response = await order.send(self.client)
                 self.answers.append(answer(response, during_cut=during_cut))
-                if response.status_code != 201:
+                if response.status_code == 201:
+                    order = keyed(self.stack, user_id)
+                    self.keys.append(order)
+                else:
                     await asyncio.sleep(0.02)  # a client's pause before trying again, not a synchronisation
 
         tasks = [asyncio.create_task(write(n)) for n in range(WRITERS)]
@@ -129,8 +162,10 @@ async def test_a_database_cut_answers_503_loses_nothing_and_recovers_without_a_r
 
         # While cut: every kind of request fails cleanly, and the process says why.
         bearer = stack.bearer(buyers[0].user_id)
+        while_cut = keyed(stack, buyers[0].user_id)
+        writers.keys.append(while_cut)
         cut_answers = {
-            "POST /orders": await orders.post("/orders", json={"items": ONE_ITEM}, headers=bearer),
+            "POST /orders": await while_cut.send(orders),
             "GET /orders": await orders.get("/orders", headers=bearer),
             "GET /notifications": await notifications.get("/notifications", headers=bearer),
         }
@@ -155,14 +190,17 @@ async def test_a_database_cut_answers_503_loses_nothing_and_recovers_without_a_r
 
         await asyncio.gather(orders_db.restore(), notifications_db.restore())
         restored = time.monotonic()
-        after_restore: list[int] = []
+        first = keyed(stack, buyers[0].user_id)
+        writers.keys.append(first)
 
-        async def placed() -> bool:
-            response = await orders.post("/orders", json={"items": ONE_ITEM}, headers=bearer)
-            after_restore.append(response.status_code)
-            return response.status_code == 201
+        async def placed(order: Keyed) -> bool:
+            return (await order.send(orders)).status_code == 201
 
-        first_201 = await eventually(placed, within=20, every=0.1, what="a 201 after restore")
+        first_201 = await eventually(lambda: placed(first), within=20, every=0.1, what="a 201 after restore")
+        # Every key the writers left unanswered (503) is sent again, as its client would.
+        unanswered = [order for order in writers.keys if order.order_id is None]
+        for order in unanswered:
+            await eventually(partial(placed, order), within=20, every=0.1, what="a retried key answered")
         expected_orders = 0
 
         async def caught_up() -> bool:
@@ -197,7 +235,17 @@ async def test_a_database_cut_answers_503_loses_nothing_and_recovers_without_a_r
     assert all(response.status_code == 200 for response in live.values())
     assert dead_during_cut == 0  # our own outage is not the messages' fault: they were kept
     assert held_during_cut >= WRITTEN_ELSEWHERE  # the relay could not reach them
-    assert set(after_restore) <= {201, 503}
+    assert set(first.statuses) <= {201, 503}
+
+    # Every key was answered with one order of its own, and no other order exists: no 503 placed twice.
+    answered_ids = [order.order_id for order in writers.keys]
+    assert None not in answered_ids
+    assert len(set(answered_ids)) == len(writers.keys)
+    committed_ids = {str(row_id) for (row_id,) in await stack.rows("orders", "SELECT id FROM orders")}
+    assert expected_orders == len(writers.keys) + WRITTEN_ELSEWHERE, "an order placed twice"
+    assert set(answered_ids) <= committed_ids
+    retried = [order for order in writers.keys if 503 in order.statuses]
+    replayed = sum(order.replayed for order in retried)
 
     # After restore: every order ever committed (whatever its answer said) and every user notified once.
     orders_by_event = await per_event(stack, "order_placed")
@@ -219,7 +267,6 @@ async def test_a_database_cut_answers_503_loses_nothing_and_recovers_without_a_r
     resent = sum(mails.values()) - len(mails)
     assert resent <= 1, f"{resent} mails re-sent after one cut"
 
-    answered_201 = statuses[201] + 1  # the writers' and the first after restore
     sent_events = expected_orders + USERS_DURING_CUT
     record(
         Figure(
@@ -232,10 +279,10 @@ async def test_a_database_cut_answers_503_loses_nothing_and_recovers_without_a_r
             recovery_seconds=caught_up_in,
             note=(
                 f"during cut: writers {dict(during)}, reads 503; first 201 {first_201:.2f}s after restore "
-                f"(after {len(after_restore) - 1} 503s); relay held {held_at_cut} at cut + {WRITTEN_ELSEWHERE} "
-                f"written elsewhere; {expected_orders} orders committed, {answered_201} answered 201, "
-                f"{expected_orders - answered_201 - WRITTEN_ELSEWHERE} committed but answered 503; "
-                f"{resent} mails re-sent (same Message-ID)"
+                f"(after {len(first.statuses) - 1} 503s); relay held {held_at_cut} at cut + {WRITTEN_ELSEWHERE} "
+                f"written elsewhere; {len(writers.keys)} Idempotency-Keys, {len(retried)} retried after a 503 "
+                f"({replayed} of them committed before their 503: replayed), {expected_orders} orders committed, "
+                f"0 placed twice; {resent} mails re-sent (same Message-ID)"
             ),
         )
     )

@@ -1,4 +1,5 @@
-"""schemathesis hooks of `make fuzz` (tools/fuzz.toml loads them): the bearer token of a real user.
+"""schemathesis hooks of `make fuzz` (tools/fuzz.toml loads them): the bearer token of a real user, and
+Idempotency-Keys that name one request each (`before_call`).
 
 Every request carries the token of an account registered on users (FUZZ_USERS_URL), so the
 authenticated operations are fuzzed past their 401. The fuzzer may delete that account (DELETE
@@ -10,6 +11,7 @@ Emails are numbered per run (FUZZ_ACCOUNT names it), so a run registers the same
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from typing import Any
 
@@ -41,3 +43,31 @@ class RegisteredUser:
 
     def set(self, case: schemathesis.Case[Any], data: str, context: schemathesis.AuthContext) -> None:
         case.headers["Authorization"] = f"Bearer {data}"
+
+
+#: Idempotency-Keys sent so far, per account: the request each was first sent with.
+_KEYS: dict[tuple[str, str], str] = {}
+_RENAMED = itertools.count(1)
+
+
+@schemathesis.hook
+def before_call(context: schemathesis.HookContext, case: schemathesis.Case[Any], **kwargs: Any) -> None:
+    """A generated Idempotency-Key already sent with another request is made new.
+
+    Such a request is valid by the document and rightly refused (422 `idempotency_key_reused`:
+    the key names its first request), which the positive-data check would take for a schema-valid
+    request rejected. The key's value is kept as generated, with a suffix, and within its length
+    limit; an invalid key (empty, too long) is left as it is, for the negative checks.
+    """
+    headers = case.headers  # case-insensitive
+    generated = headers.get("Idempotency-Key") if headers is not None else None
+    if headers is None or not isinstance(generated, str) or not 1 <= len(generated) <= 255:
+        return
+    account = str(headers.get("Authorization", ""))
+    request = json.dumps(
+        [case.method, case.path, case.path_parameters, case.body], sort_keys=True, default=repr, ensure_ascii=False
+    )
+    key = generated
+    while _KEYS.setdefault((account, key), request) != request:
+        key = f"{generated}-{next(_RENAMED)}"[-255:]
+    headers["Idempotency-Key"] = key

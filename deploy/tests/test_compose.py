@@ -146,8 +146,9 @@ def test_the_api_leaves_the_background_roles_to_a_worker_of_the_same_settings(co
     api, worker = services_of(compose)[service], services_of(compose)[f"{service}-worker"]
 
     assert api["environment"]["SERVE_ROLES"] == "false"
+    assert api["environment"]["HTTP_WORKERS"] == "1"  # API processes on the port: HTTP_WORKERS from .env, else 1
     assert worker["command"] == ["worker"]
-    assert {**worker["environment"], "SERVE_ROLES": "false"} == api["environment"]
+    assert {**worker["environment"], "SERVE_ROLES": "false", "HTTP_WORKERS": "1"} == api["environment"]
     assert worker["depends_on"] == api["depends_on"]
     assert "ports" not in worker
     assert worker["healthcheck"] == {"disable": True}  # no HTTP in a worker

@@ -39,11 +39,12 @@ def test_a_new_entity_has_its_id_before_any_round_trip() -> None:
         ConnectionRefusedError(111, "Connection refused"),
         TimeoutError(),
         asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),
         exc.TimeoutError("QueuePool limit reached"),
         exc.OperationalError("SELECT 1", None, ConnectionResetError()),
         exc.InterfaceError("SELECT 1", None, Exception("connection is closed")),
     ],
-    ids=["refused", "timeout", "starting-up", "pool-timeout", "operational", "interface"],
+    ids=["refused", "timeout", "starting-up", "too-many-clients", "pool-timeout", "operational", "interface"],
 )
 def test_transport_failures_are_connection_errors(error: BaseException) -> None:
     assert is_connection_error(error)

@@ -78,3 +78,26 @@ def test_an_unusable_public_key_set_is_a_settings_error() -> None:
 def test_access_tokens_live_minutes(ttl: int) -> None:
     with pytest.raises(ValidationError, match="jwt_ttl_seconds"):
         ServiceSettings(service_name="kernel-test", database_url=DATABASE_URL, jwt_ttl_seconds=ttl, _env_file=None)
+
+
+def test_a_key_is_waited_for_within_the_statement_timeout() -> None:
+    """The wait for a key is a lock wait inside a statement: the statement timeout would cut it short (a 500)."""
+
+    def waiting(seconds: float, timeout_ms: int) -> ServiceSettings:
+        return ServiceSettings(
+            service_name="kernel-test",
+            database_url=DATABASE_URL,
+            idempotency_wait_seconds=seconds,
+            db_statement_timeout_ms=timeout_ms,
+            _env_file=None,
+        )
+
+    assert waiting(2, 2_001).idempotency_wait_seconds == 2
+    assert waiting(20, 0).idempotency_wait_seconds == 20  # no statement timeout
+    with pytest.raises(ValidationError, match="IDEMPOTENCY_WAIT_SECONDS must be shorter"):
+        waiting(2, 2_000)
+
+
+def test_api_processes_default_to_one() -> None:
+    settings = ServiceSettings(service_name="kernel-test", database_url=DATABASE_URL, _env_file=None)
+    assert (settings.http_workers, settings.idempotency_key_hours, settings.idempotency_wait_seconds) == (1, 24, 2)

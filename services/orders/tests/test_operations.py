@@ -53,6 +53,8 @@ async def test_the_migrations_downgrade_to_nothing_and_upgrade_again(database_fa
         "revoked_subjects",
         "lock_user_for_placing",
         "fastmicro_outbox_notify",
+        "idempotency_keys",
+        "idempotency_claim",
     }
     await asyncio.to_thread(command.downgrade, alembic_config("orders:migrations", url), "base")
     assert await objects() == {"alembic_version"}

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from fastmicro.testing.schema import model_differences
 
-ORDERS_TABLES = {"orders", "order_items", "deleted_users", "outbox", "inbox", "revoked_subjects"}
+ORDERS_TABLES = {"orders", "order_items", "deleted_users", "outbox", "inbox", "revoked_subjects", "idempotency_keys"}
 
 
 async def test_the_migrations_build_what_the_models_describe(app: FastAPI, client: httpx.AsyncClient) -> None:
@@ -54,7 +54,7 @@ async def test_every_route_documents_its_problems(client: httpx.AsyncClient) -> 
         for method, operation in operations.items()
     }
     assert documented == {
-        ("POST", "/orders"): {"401", "403", "422"},
+        ("POST", "/orders"): {"401", "403", "409", "422"},
         ("GET", "/orders"): {"401", "422"},
         ("GET", "/orders/{order_id}"): {"401", "404", "422"},
         ("POST", "/orders/{order_id}/cancel"): {"401", "404", "409", "422"},

@@ -16,7 +16,7 @@ from fastmicro.testing import migrated_database
 from fastmicro.testing.plugin import DatabaseFactory
 from fastmicro.testing.schema import model_differences
 
-TABLES = {"users", "refresh_tokens", "login_failures"}
+TABLES = {"users", "refresh_tokens", "login_failures", "idempotency_keys"}
 
 
 async def test_the_migrations_match_the_models_and_downgrade_cleanly(database_factory: DatabaseFactory) -> None:

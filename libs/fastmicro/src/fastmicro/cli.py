@@ -18,6 +18,7 @@ from fastmicro.backoff import Backoff
 from fastmicro.dlq_cli import add_dlq_parser, run_dlq
 from fastmicro.logging import configure_logging
 from fastmicro.messaging import declare_events_exchange
+from fastmicro.metrics import shared_by as metrics_shared_by
 from fastmicro.migrations import upgrade_to_head
 from fastmicro.runtime import DeclaresTopology, RolesFactory, Runtime
 from fastmicro.tracing import configure_tracing
@@ -57,8 +58,10 @@ def run_cli(
     serve.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="HTTP worker processes on the one port (each also runs the background roles unless SERVE_ROLES=false)",
+        help=(
+            "HTTP worker processes on the one port (default HTTP_WORKERS, 1; each also runs the background roles"
+            " unless SERVE_ROLES=false)"
+        ),
     )
     commands.add_parser("worker", help="run the relay and consumers without HTTP")
     commands.add_parser("migrate", help="apply the database migrations")
@@ -73,25 +76,12 @@ def run_cli(
     configure_tracing(settings.service_name)  # before logging: log lines then carry trace_id and span_id
     configure_logging(settings)
     if args.command == "serve":
+        workers = args.workers or settings.http_workers
         # Several workers need the app as an import string: each process builds its own, from the environment.
-        app: FastAPI | str = (
-            app_factory(settings)
-            if args.workers == 1
-            else app_import or f"{app_factory.__module__}:{app_factory.__qualname__}"
-        )
-        uvicorn.run(
-            app,
-            factory=args.workers > 1,
-            workers=args.workers,
-            host=args.host or settings.http_host,
-            port=args.port or settings.http_port,
-            loop="uvloop",
-            http="httptools",
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,  # the app decides whom to believe (FORWARDED_ALLOW_IPS, fastmicro.web)
-            timeout_graceful_shutdown=15,
-        )
+        factory = app_import or f"{app_factory.__module__}:{app_factory.__qualname__}"
+        app: FastAPI | str = app_factory(settings) if workers == 1 else factory
+        with metrics_shared_by(workers):
+            _serve(app, workers, args.host or settings.http_host, args.port or settings.http_port)
     elif args.command == "worker":
         uvloop.run(run_worker(settings, roles, runtime))
     elif args.command == "migrate":
@@ -103,6 +93,22 @@ def run_cli(
             raise SystemExit(code)
     else:
         uvloop.run(declare_topology(settings, roles, wait=args.wait, runtime=runtime))
+
+
+def _serve(app: FastAPI | str, workers: int, host: str, port: int) -> None:
+    uvicorn.run(
+        app,
+        factory=workers > 1,
+        workers=workers,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,  # the app decides whom to believe (FORWARDED_ALLOW_IPS, fastmicro.web)
+        timeout_graceful_shutdown=15,
+    )
 
 
 def _over(runtime: type[Runtime[Any]], roles: RolesFactory) -> RolesFactory:

@@ -135,6 +135,7 @@ _TRANSPORT_ERRORS = (
     asyncpg.InterfaceError,  # includes "connection is closed"
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,  # the server refused a new connection (max_connections): away for us
 )
 
 

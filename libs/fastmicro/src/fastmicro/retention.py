@@ -1,4 +1,4 @@
-"""Retention: deletes published outbox rows and processed inbox rows once they are old enough.
+"""Retention: deletes published outbox rows, processed inbox rows and expired idempotency keys once old enough.
 
 Both tables would otherwise grow forever. A purge deletes in batches, one short transaction
 each, oldest rows first in index order. The victims are claimed with `FOR UPDATE SKIP LOCKED`,
@@ -48,6 +48,16 @@ DELETE FROM inbox WHERE ctid = ANY(ARRAY(
 ))
 """
 )
+PURGE_IDEMPOTENCY_KEYS = text(
+    """
+DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM idempotency_keys
+    WHERE created_at < now() - make_interval(secs => :age_seconds)
+    LIMIT :batch_size
+    FOR UPDATE SKIP LOCKED
+))
+"""
+)
 
 _UNDEFINED_TABLE = "42P01"
 
@@ -62,8 +72,8 @@ class _Target:
 class RetentionPurger:
     """Purges what is past retention every `interval` seconds. Safe to run in several replicas.
 
-    `outbox_retention` / `inbox_retention` set to None leave that table alone: a service purges
-    only the tables it has. A table that does not exist (yet) is skipped, not retried.
+    `outbox_retention` / `inbox_retention` / `idempotency_retention` set to None leave that table
+    alone: a service purges only the tables it has. A table that does not exist (yet) is skipped, not retried.
     """
 
     def __init__(
@@ -72,6 +82,7 @@ class RetentionPurger:
         *,
         outbox_retention: timedelta | None = None,
         inbox_retention: timedelta | None = None,
+        idempotency_retention: timedelta | None = None,
         interval: float = 300.0,
         batch_size: int = 1000,
         max_backoff: float = 30.0,
@@ -81,6 +92,7 @@ class RetentionPurger:
             for table, statement, retention in (
                 ("outbox", PURGE_OUTBOX, outbox_retention),
                 ("inbox", PURGE_INBOX, inbox_retention),
+                ("idempotency_keys", PURGE_IDEMPOTENCY_KEYS, idempotency_retention),
             )
             if retention is not None
         ]

@@ -123,13 +123,15 @@ class Runtime(Generic[SettingsT]):
             max_message_bytes=self.settings.consumer_max_message_bytes,
         )
 
-    def retention_purger(self, *, outbox: bool, inbox: bool) -> RetentionPurger:
-        """Purges the tables the service has: `outbox` if it publishes, `inbox` if it consumes."""
+    def retention_purger(self, *, outbox: bool, inbox: bool, idempotency: bool = False) -> RetentionPurger:
+        """Purges the tables the service has: `outbox` if it publishes, `inbox` if it consumes,
+        `idempotency_keys` if it takes Idempotency-Key."""
         settings = self.settings
         return RetentionPurger(
             self.engine,
             outbox_retention=timedelta(hours=settings.outbox_retention_hours) if outbox else None,
             inbox_retention=timedelta(days=settings.inbox_retention_days) if inbox else None,
+            idempotency_retention=timedelta(hours=settings.idempotency_key_hours) if idempotency else None,
             interval=settings.retention_interval,
             batch_size=settings.retention_batch_size,
         )

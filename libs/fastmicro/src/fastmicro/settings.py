@@ -39,6 +39,16 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
+    http_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "API processes `serve` runs on the one port (uvicorn's --workers), each with its own pool of"
+            " DB_POOL_SIZE connections; their /metrics add up across them (docs/operations.md)."
+        ),
+    )
+
     serve_roles: bool = Field(
         default=True,
         description=(
@@ -86,6 +96,24 @@ class ServiceSettings(BaseSettings):
     retention_interval: float = Field(default=300.0, gt=0, description="Seconds between two retention purges.")
     retention_batch_size: int = Field(
         default=1000, ge=1, le=50_000, description="Rows deleted per transaction, so no purge holds a long one."
+    )
+
+    idempotency_key_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description=(
+            "Hours an Idempotency-Key's first answer is kept and replayed to retries; then the key is free"
+            " again and its row is purged with the retention purge."
+        ),
+    )
+    idempotency_wait_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description=(
+            "How long a request waits for one with the same Idempotency-Key still in progress (holding a"
+            " pooled connection) before it answers 409 `request_in_progress` with Retry-After."
+        ),
     )
 
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
@@ -159,6 +187,13 @@ class ServiceSettings(BaseSettings):
     def _inbox_outlives_the_retries(self) -> Self:
         if self.inbox_retention_days * 86_400 <= sum(self.consumer_retry_delays):
             raise ValueError("INBOX_RETENTION_DAYS must be longer than all the consumer retry delays together")
+        return self
+
+    @model_validator(mode="after")
+    def _key_wait_within_statement_timeout(self) -> Self:
+        timeout = self.db_statement_timeout_ms
+        if timeout and self.idempotency_wait_seconds * 1000 >= timeout:
+            raise ValueError("IDEMPOTENCY_WAIT_SECONDS must be shorter than DB_STATEMENT_TIMEOUT_MS")
         return self
 
     @model_validator(mode="after")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn, Self
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
+import structlog
 from sqlalchemy import insert
 
 from fastmicro.db import is_connection_error
-from fastmicro.errors import ServiceUnavailable
+from fastmicro.errors import AppError, ServiceUnavailable
 from fastmicro.events import DomainEvent, Envelope
 from fastmicro.outbox import outbox_rows, outbox_table
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from fastmicro.idempotency import IdempotentRequest
+
+log = structlog.get_logger(__name__)
 
 
 class UnitOfWork:
@@ -25,6 +30,9 @@ class UnitOfWork:
 
     A service subclasses it to attach its repositories in `__aenter__`. One instance serves one
     request or one message: never share it (or its session) between concurrent tasks.
+
+    `async with uow.once(key)` runs it under a client's Idempotency-Key (fastmicro.idempotency):
+    entering claims the key, and `commit(answer=...)` stores the answer with the work.
     """
 
     session: AsyncSession
@@ -33,9 +41,21 @@ class UnitOfWork:
         self._session_factory = session_factory
         #: What a service's read queries run on, outside any session (`fastmicro.db.driver_connection`).
         self.engine: AsyncEngine = session_factory.kw["bind"]
+        self._idempotency: IdempotentRequest | None = None
+
+    def once(self, request: IdempotentRequest | None) -> Self:
+        """This unit of work under `request`'s key (None: no key, nothing changes)."""
+        self._idempotency = request
+        return self
 
     async def __aenter__(self) -> Self:
         self.session = self._session_factory()
+        if self._idempotency is not None:
+            try:
+                await self._idempotency.claim(self.session)  # first: it may wait for, or replay, another
+            except BaseException as error:
+                await self.__aexit__(type(error), error, error.__traceback__)
+                raise
         return self
 
     async def __aexit__(
@@ -50,8 +70,16 @@ class UnitOfWork:
                 _reraise(cleanup_error)
         if exc is not None and not isinstance(exc, ServiceUnavailable) and is_connection_error(exc):
             raise ServiceUnavailable() from exc
+        request, self._idempotency = self._idempotency, None
+        if request is not None and request.stores(exc):
+            await self._store_client_error(request, exc)
 
-    async def commit(self) -> None:
+    async def commit(self, *, answer: Any = None) -> None:
+        """Commit; under a key, `answer` (what the use case returns) is stored with the work."""
+        if self._idempotency is not None:
+            if answer is None:
+                raise TypeError("a unit of work under an Idempotency-Key commits with the answer to store")
+            await self._idempotency.record(self.session, self._idempotency.success(answer))
         try:
             await self._before_commit()
             await self.session.commit()
@@ -60,6 +88,14 @@ class UnitOfWork:
 
     async def _before_commit(self) -> None:
         """What a subclass writes in the transaction just before it commits."""
+
+    async def _store_client_error(self, request: IdempotentRequest, error: BaseException | None) -> None:
+        if not isinstance(error, AppError):  # request.stores() said it is one
+            return
+        try:
+            await request.record_alone(self.engine, request.failure(error))
+        except Exception as failure:  # noqa: BLE001 - the client still gets its answer; a retry re-asks
+            log.warning("idempotency_answer_not_stored", code=error.code, error_type=type(failure).__name__)
 
 
 class OutboxUnitOfWork(UnitOfWork):
@@ -89,8 +125,8 @@ class OutboxUnitOfWork(UnitOfWork):
         self._pending.append(envelope)
         return envelope
 
-    async def commit(self) -> None:
-        await super().commit()
+    async def commit(self, *, answer: Any = None) -> None:
+        await super().commit(answer=answer)
         self._pending = []
 
     async def _before_commit(self) -> None:

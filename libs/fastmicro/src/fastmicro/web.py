@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import hmac
+import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 from sqlalchemy import text
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -21,9 +22,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from fastmicro.asyncapi import service_document
 from fastmicro.edge import SecurityHeadersMiddleware
 from fastmicro.errors import AuthenticationError, install_error_handlers
+from fastmicro.idempotency import install_idempotency
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.methods import MethodNotAllowedMiddleware
-from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
+from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware, exposition
 from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
 from fastmicro.revocation import RevocationList
@@ -90,7 +92,7 @@ def create_app(
         background = roles(held) if settings.serve_roles else ()
         async with run_roles([*api_roles, *background]):
             gc.freeze()  # see fastmicro.cli.run_worker
-            log.info("service_started", http_port=settings.http_port)
+            log.info("service_started", http_port=settings.http_port, pid=os.getpid())  # one per API process
             yield
         await held.close()
         log.info("service_stopped")
@@ -106,6 +108,7 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    install_idempotency(app)
     document_problems(app)
     app.add_middleware(MethodNotAllowedMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.environment == "production")
@@ -187,7 +190,7 @@ def _operations_router(*, outbox: bool, metrics_token: SecretStr | None) -> APIR
         if lag is not None:  # otherwise the gauges keep their last value: the scrape never fails on it
             OUTBOX_LAG.set(lag.seconds)
             OUTBOX_PENDING.set(lag.pending)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

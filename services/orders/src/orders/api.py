@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from fastmicro.errors import problems
 from fastmicro.fields import MAX_OFFSET
+from fastmicro.idempotency import UserIdempotencyKey
 from fastmicro.openapi import link
 from fastmicro.security import CurrentUser
 from orders.dependencies import OrderServiceDep
@@ -25,9 +26,13 @@ _ORDER_LINKS = {
 }
 
 
-@router.post("/orders", status_code=status.HTTP_201_CREATED, responses={201: _ORDER_LINKS, **problems(401, 403, 422)})
-async def place_order(body: OrderCreate, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
-    return OrderOut.model_validate(await service.place(actor, body))
+@router.post(
+    "/orders", status_code=status.HTTP_201_CREATED, responses={201: _ORDER_LINKS, **problems(401, 403, 409, 422)}
+)
+async def place_order(
+    body: OrderCreate, actor: CurrentUser, service: OrderServiceDep, key: UserIdempotencyKey
+) -> OrderOut:
+    return OrderOut.model_validate(await service.place(actor, body, key))
 
 
 @router.get("/orders", responses=problems(401, 422))
@@ -49,5 +54,7 @@ async def get_order(order_id: UUID, actor: CurrentUser, service: OrderServiceDep
 
 
 @router.post("/orders/{order_id}/cancel", responses={200: _ORDER_LINKS, **problems(401, 404, 409, 422)})
-async def cancel_order(order_id: UUID, actor: CurrentUser, service: OrderServiceDep) -> OrderOut:
-    return OrderOut.model_validate(await service.cancel(actor, order_id))
+async def cancel_order(
+    order_id: UUID, actor: CurrentUser, service: OrderServiceDep, key: UserIdempotencyKey
+) -> OrderOut:
+    return OrderOut.model_validate(await service.cancel(actor, order_id, key))

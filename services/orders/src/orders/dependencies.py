@@ -19,7 +19,7 @@ class Orders(Runtime[OrdersSettings]):
         return [
             self.outbox_relay(),
             self.consumer(SUBSCRIPTIONS, self.uow),
-            self.retention_purger(outbox=True, inbox=True),
+            self.retention_purger(outbox=True, inbox=True, idempotency=True),
         ]
 
     def uow(self) -> OrdersUnitOfWork:

@@ -11,6 +11,7 @@ from orders.errors import AccountDeleted, OrderNotFound
 from orders.models import Order, OrderId
 
 if TYPE_CHECKING:
+    from fastmicro.idempotency import IdempotentRequest
     from fastmicro.security import Principal
     from orders.schemas import OrderCreate, OrderOut
     from orders.uow import OrdersUnitOfWork
@@ -20,8 +21,9 @@ class OrderService:
     def __init__(self, uow: OrdersUnitOfWork) -> None:
         self._uow = uow
 
-    async def place(self, actor: Principal, data: OrderCreate) -> Order:
-        async with self._uow as uow:
+    async def place(self, actor: Principal, data: OrderCreate, key: IdempotentRequest | None = None) -> Order:
+        """Place an order; under a key, once (a retry gets the first answer: fastmicro.idempotency)."""
+        async with self._uow.once(key) as uow:
             # Held to commit: a UserDeleted being handled now waits for this order, and then cancels it.
             if await uow.deleted_users.lock_for_placing(actor.user_id):
                 raise AccountDeleted()
@@ -38,7 +40,7 @@ class OrderService:
                     total=Money.of_minor_units(order.total, order.currency),
                 )
             )
-            await uow.commit()
+            await uow.commit(answer=order)
         return order
 
     async def get(self, actor: Principal, order_id: OrderId) -> OrderOut:
@@ -52,13 +54,13 @@ class OrderService:
         async with self._uow as uow:
             return await uow.orders.list_page(actor.user_id, limit=limit, offset=offset)
 
-    async def cancel(self, actor: Principal, order_id: OrderId) -> Order:
-        async with self._uow as uow:
+    async def cancel(self, actor: Principal, order_id: OrderId, key: IdempotentRequest | None = None) -> Order:
+        async with self._uow.once(key) as uow:
             order = await _owned(uow, actor, order_id, for_update=True)
             order.cancel("requested")
             await uow.orders.update(order)
             uow.emit(OrderCancelled(order_id=order.id, user_id=order.user_id, reason="requested"))
-            await uow.commit()
+            await uow.commit(answer=order)
         return order
 
 

@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import ValidationError
 
 from fastmicro.errors import problems
+from fastmicro.idempotency import AnonymousIdempotencyKey
 from fastmicro.openapi import link
 from fastmicro.security import CurrentUser
 from users.dependencies import UsersDep, UserServiceDep
@@ -32,8 +33,8 @@ router = APIRouter(tags=["users"])
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, responses={201: _USER_LINKS, **problems(409, 422)})
-async def register(body: UserCreate, service: UserServiceDep) -> UserOut:
-    return UserOut.model_validate(await service.register(body))
+async def register(body: UserCreate, service: UserServiceDep, key: AnonymousIdempotencyKey) -> UserOut:
+    return UserOut.model_validate(await service.register(body, key))
 
 
 async def _refresh_body(request: Request) -> RefreshIn:

@@ -20,7 +20,7 @@ from users.uow import UsersUnitOfWork
 class Users(Runtime[UsersSettings]):
     def roles(self) -> list[BackgroundRole]:
         """The outbox relay and the outbox's retention: users consumes nothing."""
-        return [self.outbox_relay(), self.retention_purger(outbox=True, inbox=False)]
+        return [self.outbox_relay(), self.retention_purger(outbox=True, inbox=False, idempotency=True)]
 
     def uow(self) -> UsersUnitOfWork:
         return UsersUnitOfWork(self.session_factory)

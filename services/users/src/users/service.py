@@ -19,6 +19,7 @@ from users.sessions import RefreshToken, TokenState, token_digest
 from users.throttle import ThrottlePolicy, TooManyAttempts
 
 if TYPE_CHECKING:
+    from fastmicro.idempotency import IdempotentRequest
     from fastmicro.tokens import TokenSigner
     from users.schemas import UserCreate, UserOut, UserUpdate
     from users.uow import UsersUnitOfWork
@@ -47,10 +48,11 @@ class UserService:
         self._hasher = hasher
         self._authority = authority
 
-    async def register(self, data: UserCreate) -> User:
+    async def register(self, data: UserCreate, key: IdempotentRequest | None = None) -> User:
+        """Register; under a key, once (a retry gets the first answer: fastmicro.idempotency)."""
         # Hash before the transaction: no connection is held during the slow part.
         password_hash = await self._hasher.hash(data.password.get_secret_value())
-        async with self._uow as uow:
+        async with self._uow.once(key) as uow:
             user = User.register(email=data.email, name=data.name, password_hash=password_hash)
             try:
                 await uow.users.create(user)
@@ -59,7 +61,7 @@ class UserService:
                     raise EmailTaken() from error
                 raise
             uow.emit(UserCreated(user_id=user.id, email=user.email, name=user.name))
-            await uow.commit()
+            await uow.commit(answer=user)
         return user
 
     async def login(self, email: str, password: str, address: str | None) -> TokenPair:
