@@ -43,7 +43,7 @@ lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, the
 	$(RUN) mypy tests-faults  # alone: its conftest.py and tests-e2e's are both top-level `conftest`
 	$(UV) lock --check
 
-lint-infra: install  ## Dockerfile, compose file, Kubernetes manifests and CI workflow, validated offline
+lint-infra: install  ## Dockerfile, compose file, Prometheus config and alert rules, Kubernetes manifests and CI workflow, validated offline
 	$(RUN) python deploy/lint_infra.py
 
 generate: install  ## rewrite what lists the services (compose, k8s, ...) from their manifests, and docs/asyncapi.yaml and the event schemas from the code
@@ -79,7 +79,10 @@ up: .env  ## the whole stack in Docker: build, migrate, start, wait until health
 	done
 	@printf '  %-15s %s\n' \
 	  'RabbitMQ UI' 'http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)' \
-	  'Mailpit' 'http://localhost:8025 (every mail the stack sends)'
+	  'Mailpit' 'http://localhost:8025 (every mail the stack sends)' \
+	  'Jaeger' 'http://localhost:16686 (traces)' \
+	  'Grafana' 'http://localhost:3000 (the fastmicro dashboard)' \
+	  'Prometheus' 'http://localhost:9090 (metrics, alert rules)'
 
 down:  ## stop the Docker stack; its data volumes stay (`make down ARGS=--volumes` removes them)
 	$(COMPOSE) down $(ARGS)

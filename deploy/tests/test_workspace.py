@@ -51,7 +51,15 @@ def test_the_worker_runs_what_the_manifest_says() -> None:
 @pytest.fixture
 def workspace_copy(tmp_path: Path) -> Path:
     """The files the generator reads and writes, in a folder of their own."""
-    for path in ("pyproject.toml", ".env.example", "README.md", "docs/operations.md", "deploy/k8s", "services"):
+    for path in (
+        "pyproject.toml",
+        ".env.example",
+        "README.md",
+        "docs/operations.md",
+        "deploy/k8s",
+        "deploy/monitoring",
+        "services",
+    ):
         source, target = ROOT / path, tmp_path / path
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("src", "tests", "*.pyc"))
@@ -80,6 +88,7 @@ def test_a_new_service_folder_names_every_file_that_must_list_it(workspace_copy:
         "deploy/k8s/overlays/dev/kustomization.yaml",
         "deploy/k8s/overlays/prod/kustomization.yaml",
         "deploy/postgres/init-databases.sh",
+        "deploy/monitoring/prometheus.yml",
         "deploy/k8s/create-secrets.sh",
         ".env.example",
         "pyproject.toml",
@@ -90,6 +99,7 @@ def test_a_new_service_folder_names_every_file_that_must_list_it(workspace_copy:
     subprocess.run([sys.executable, str(GENERATOR), "--root", str(workspace_copy)], check=True, capture_output=True)  # noqa: S603
     assert check(workspace_copy).returncode == 0
     assert "billing-worker:" in (workspace_copy / "docker-compose.yml").read_text()
+    assert "billing-worker:9004" in (workspace_copy / "deploy/monitoring/prometheus.yml").read_text()
     shutil.rmtree(billing)
     assert "deploy/k8s/base/billing.yaml: no such service" in check(workspace_copy).stderr
 

@@ -1,7 +1,7 @@
 """Prometheus metrics of the kernel's moving parts, and the middleware that times HTTP requests.
 
 Every name here is what docs/operations.md, the Grafana dashboard and the alert rules use
-(deploy/monitoring/, checked by libs/fastmicro/tests/test_monitoring_files.py). The `service`
+(deploy/monitoring/, checked by deploy/tests/test_monitoring.py). The `service`
 label is added when a scrape is rendered (fastmicro.exposition), never on the hot path.
 Gauges say how several processes of one `serve --workers N` combine (multiprocess mode).
 """
