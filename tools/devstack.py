@@ -150,7 +150,8 @@ async def serve(args: argparse.Namespace) -> int:
                 pipes.append(asyncio.create_task(pipe(process.stdout, source)))
             processes.append(process)
             names.append(source)
-        say("devstack", f"{service.name} on http://127.0.0.1:{service.port + args.port_offset}/docs")
+        port = service.port + args.port_offset
+        say("devstack", f"{service.name} on http://127.0.0.1:{port}/docs, worker metrics on :{port + 1000}/metrics")
 
     exits = [asyncio.create_task(process.wait()) for process in processes]
     stopping = asyncio.create_task(stop.wait())
