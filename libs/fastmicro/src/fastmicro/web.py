@@ -28,7 +28,7 @@ from fastmicro.methods import MethodNotAllowedMiddleware
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
 from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
-from fastmicro.queue_depth import QueueDepths
+from fastmicro.queue_depth import Kind, QueueDepths
 from fastmicro.revocation import RevocationList
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime
 from fastmicro.tracing import configure_tracing, instrument_app
@@ -204,9 +204,9 @@ def _operations_router(
     return router
 
 
-def _letter_queues(roles: Sequence[BackgroundRole]) -> list[tuple[str, Literal["dead", "retry"]]]:
+def _letter_queues(roles: Sequence[BackgroundRole]) -> list[tuple[str, Kind]]:
     """The dead-letter and retry queues of the service's consumers."""
-    queues: list[tuple[str, Literal["dead", "retry"]]] = []
+    queues: list[tuple[str, Kind]] = []
     for role in roles:
         if isinstance(role, EventConsumer):
             queues.append((role.dead_queue_name, "dead"))
