@@ -44,7 +44,7 @@ lint: install lint-infra  ## ruff, formatting, mypy (strict), the lock file, the
 	$(RUN) mypy tests-faults  # alone: its conftest.py and tests-e2e's are both top-level `conftest`
 	$(UV) lock --check
 
-lint-infra: install  ## Dockerfile, compose file, Kubernetes manifests and CI workflow, validated offline
+lint-infra: install  ## Dockerfile, compose file, Prometheus config and alert rules, Kubernetes manifests and CI workflow, validated offline
 	$(RUN) python deploy/lint_infra.py
 
 generate: install  ## rewrite what lists the services (compose, k8s, ...) from their manifests, and docs/asyncapi.yaml and the event schemas from the code
@@ -81,6 +81,9 @@ up: .env  ## the whole stack in Docker: build, migrate, start, wait until health
 	@echo '  notifications  http://localhost:8003  (docs: http://localhost:8003/docs)'
 	@echo '  mail           Mailpit http://localhost:8025 (every mail the stack sends)'
 	@echo '  RabbitMQ UI    http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)'
+	@echo '  traces         Jaeger http://localhost:16686'
+	@echo '  dashboards     Grafana http://localhost:3000 (the fastmicro dashboard)'
+	@echo '  metrics        Prometheus http://localhost:9090 (every API and worker, the alert rules)'
 	@echo '  logs           make logs (make logs ARGS=orders for one service); make ps for their health'
 	@echo '  stop           make down (the data volumes stay)'
 	@# end generated

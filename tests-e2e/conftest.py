@@ -15,6 +15,7 @@ from aiosmtpd.controller import Controller
 from e2e_stack import (
     ROOT,
     SERVICES,
+    WORKER_METRICS_OFFSET,
     Mailbox,
     Stack,
     delete_queues,
@@ -57,7 +58,10 @@ async def stack(
     urls = {name: f"http://127.0.0.1:{port + offset}" for name, port in SERVICES.items()}
     try:
         await wait_ready(urls, process, log)
-        yield Stack(urls, mailbox, log)
+        workers = {
+            name: f"http://127.0.0.1:{port + offset + WORKER_METRICS_OFFSET}/metrics" for name, port in SERVICES.items()
+        }
+        yield Stack(urls, mailbox, log, workers, test_servers.amqp_url, namespace)
     finally:
         process.send_signal(signal.SIGINT)  # as one Ctrl-C would
         try:

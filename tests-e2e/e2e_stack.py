@@ -27,6 +27,13 @@ SERVICES = {service.name: service.port for service in services(ROOT)}
 CONSUMERS = tuple(service.name for service in services(ROOT) if service.consumes)
 
 
+#: Mail to an address that starts with this is refused for good (550).
+REFUSED = "refused-"
+
+#: Where each service's `worker` serves /metrics: its HTTP port + 1000 (WORKER_METRICS_PORT's default).
+WORKER_METRICS_OFFSET = 1000
+
+
 @dataclass
 class Mailbox:
     """An SMTP server of the test's own: every message the stack sends, as received."""
@@ -35,6 +42,8 @@ class Mailbox:
     port: int = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        if any(address.startswith(REFUSED) for address in envelope.rcpt_tos):
+            return "550 5.1.1 mailbox unavailable"  # a permanent refusal: the sender gives up at once
         message = message_from_bytes(envelope.content, policy=default_policy)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
@@ -49,6 +58,11 @@ class Stack:
     urls: dict[str, str]
     mailbox: Mailbox
     log: Path
+    #: Each service's worker's /metrics.
+    worker_metrics: dict[str, str] = field(default_factory=dict)
+    #: The broker the stack uses, with its namespace: a test can publish as a producer would.
+    amqp_url: str = ""
+    namespace: str = ""
 
     def client(self, service: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.urls[service], timeout=10)
@@ -56,7 +70,7 @@ class Stack:
 
 def free_port_offset() -> int:
     """An offset at which every service's port is free."""
-    return free_port_base(SERVICES.values())
+    return free_port_base([*SERVICES.values(), *(port + WORKER_METRICS_OFFSET for port in SERVICES.values())])
 
 
 def free_port() -> int:

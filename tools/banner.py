@@ -21,6 +21,8 @@ class Where:
     logs: str
     stop: str
     port_offset: int = 0
+    #: Further (name, text) rows: the trace viewer and dashboards `make up` runs.
+    extras: tuple[tuple[str, str], ...] = ()
 
 
 def compose_where() -> Where:
@@ -31,6 +33,11 @@ def compose_where() -> Where:
         rabbitmq_ui="http://localhost:15672 (RABBITMQ_USER / RABBITMQ_PASSWORD in .env)",
         logs="make logs (make logs ARGS=orders for one service); make ps for their health",
         stop="make down (the data volumes stay)",
+        extras=(
+            ("traces", "Jaeger http://localhost:16686"),
+            ("dashboards", "Grafana http://localhost:3000 (the fastmicro dashboard)"),
+            ("metrics", "Prometheus http://localhost:9090 (every API and worker, the alert rules)"),
+        ),
     )
 
 
@@ -44,5 +51,5 @@ def banner(services: Sequence[ServiceManifest], where: Where) -> list[str]:
     rows.append(("mail", where.mail))
     if where.rabbitmq_ui is not None:
         rows.append(("RabbitMQ UI", where.rabbitmq_ui))
-    rows += [("logs", where.logs), ("stop", where.stop)]
+    rows += [*where.extras, ("logs", where.logs), ("stop", where.stop)]
     return [f"  {name:<{width}}  {text}" for name, text in rows]

@@ -190,6 +190,7 @@ def where_for(args: argparse.Namespace, selection: Selection) -> Where:
         logs="this terminal, each line prefixed by its process (<service>-w: its worker)"
         + ("; a process restarts when a source file it runs is saved" if args.reload else ""),
         stop=f"Ctrl-C once: every process finishes what it holds{containers}",
+        extras=(("metrics", "/metrics on each API; each worker's on the API's port + 1000"),),
     )
 
 

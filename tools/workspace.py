@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
+import yaml
 from banner import banner, compose_where
 
 from fastmicro.workspace import ServiceManifest, find_root, services
@@ -86,10 +87,14 @@ def _render(template: str, found: tuple[ServiceManifest, ...], **extra: object) 
 
 
 #: Whole files: path -> how to write it.
-def whole_files(found: tuple[ServiceManifest, ...]) -> dict[str, str]:
+def whole_files(found: tuple[ServiceManifest, ...], root: Path) -> dict[str, str]:
     files = {
+        "deploy/k8s/base/monitoring.yaml": _render(
+            "k8s-monitoring.yaml.jinja", found, alert_rules=_alert_rules(root / "deploy" / "monitoring" / "alerts.yml")
+        ),
         "docker-compose.yml": _render("docker-compose.yml.jinja", found),
         "deploy/postgres/init-databases.sh": _render("init-databases.sh.jinja", found),
+        "deploy/monitoring/prometheus.yml": _render("prometheus.yml.jinja", found),
         "deploy/k8s/base/kustomization.yaml": _render("k8s-kustomization.yaml.jinja", found),
         "deploy/k8s/base/postgres.yaml": _render("k8s-postgres.yaml.jinja", found),
         "deploy/k8s/overlays/dev/kustomization.yaml": _render("k8s-overlay-dev.yaml.jinja", found),
@@ -98,6 +103,13 @@ def whole_files(found: tuple[ServiceManifest, ...]) -> dict[str, str]:
     for service in found:
         files[f"deploy/k8s/base/{service.name}.yaml"] = _render("k8s-service.yaml.jinja", found, s=service)
     return files
+
+
+def _alert_rules(path: Path) -> str:
+    """deploy/monitoring/alerts.yml's groups as a PrometheusRule's spec (indented under `spec:`)."""
+    groups = {"groups": yaml.safe_load(path.read_text())["groups"]}
+    text = yaml.safe_dump(groups, sort_keys=False, width=120, allow_unicode=True)
+    return "".join(f"  {line}" if line.strip() else line for line in text.splitlines(keepends=True)).rstrip("\n")
 
 
 #: Blocks inside hand-written files: path -> the lines between the markers, by the block's indent.
@@ -160,7 +172,7 @@ def fill_blocks(text: str, block: Callable[[str, str], list[str]], where: str) -
 def expected(root: Path) -> dict[str, str]:
     """Every generated file (or file with a generated block) and the text it should have."""
     found = services(root)
-    result = whole_files(found)
+    result = whole_files(found, root)
     for path, block in blocks(found).items():
         result[path] = fill_blocks((root / path).read_text(), block, path)
     return result
@@ -178,7 +190,7 @@ def stale(root: Path) -> list[str]:
 def orphans(root: Path) -> list[str]:
     """Per-service files generated for a service that no longer exists."""
     names = {s.name for s in services(root)}
-    fixed = {"kustomization", "postgres", "rabbitmq", "monitoring"}
+    fixed = {"kustomization", "postgres", "rabbitmq", "monitoring"}  # monitoring: one for all services
     return sorted(
         f"deploy/k8s/base/{path.name}"
         for path in (root / "deploy" / "k8s" / "base").glob("*.yaml")

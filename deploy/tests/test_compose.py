@@ -52,7 +52,8 @@ def set_environment(monkeypatch: pytest.MonkeyPatch, service: str, environment: 
 
 def test_the_stack_has_its_infrastructure_a_migrate_step_an_api_and_a_worker_per_service(compose: Document) -> None:
     parts = {f"{s}-{part}" for s in SERVICES for part in ("migrate", "worker")}
-    expected = {"postgres", "rabbitmq", "mailpit"} | set(SERVICES) | parts
+    looking = {"jaeger", "prometheus", "grafana"}  # traces, metrics, the dashboard
+    expected = {"postgres", "rabbitmq", "mailpit"} | looking | set(SERVICES) | parts
 
     assert set(services_of(compose)) == expected
 

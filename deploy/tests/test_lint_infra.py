@@ -19,7 +19,16 @@ import pytest
 from .stack import ROOT
 
 LINT = ROOT / "deploy" / "lint_infra.py"
-CHECKS = ("compose-schema", "compose-config", "hadolint", "k8s-dev", "k8s-prod", "workflow-schema")
+CHECKS = (
+    "compose-schema",
+    "compose-config",
+    "hadolint",
+    "promtool-rules",
+    "promtool-config",
+    "k8s-dev",
+    "k8s-prod",
+    "workflow-schema",
+)
 
 
 def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
@@ -75,6 +84,26 @@ BROKEN = {
         "hadolint",
         edit("deploy/Dockerfile", 'pip install --no-cache-dir "uv==${UV_VERSION}"', "pip install uv"),
         "DL3013",
+    ),
+    "alerts: an expression that is not PromQL": Broken(
+        "promtool-rules",
+        edit(
+            "deploy/monitoring/alerts.yml",
+            "max by (service) (outbox_lag_seconds) > 60",
+            "max by (service) (outbox_lag_seconds > 60",
+        ),
+        "parse error",
+    ),
+    "alerts: a template that does not parse": Broken(
+        "promtool-rules", edit("deploy/monitoring/alerts.yml", "{{ $labels.queue }}", "{{ $labels.queue }"), "template"
+    ),
+    "prometheus: a misspelt setting": Broken(
+        "promtool-config",
+        edit("deploy/monitoring/prometheus.yml", "  scrape_interval: 5s\n", "  scrape_intervall: 5s\n"),
+        "scrape_intervall",
+    ),
+    "k8s: a misspelt alert rule field": Broken(
+        "k8s-prod", edit("deploy/k8s/base/monitoring.yaml", "      for: 2m\n", "      fore: 2m\n"), "fore"
     ),
     "k8s: a misspelt probe": Broken(
         "k8s-dev",

@@ -58,6 +58,7 @@ def workspace_copy(tmp_path: Path) -> Path:
         "Makefile",
         "docs/operations.md",
         "deploy/k8s",
+        "deploy/monitoring",
         "services",
     ):
         source, target = ROOT / path, tmp_path / path
@@ -88,6 +89,7 @@ def test_a_new_service_folder_names_every_file_that_must_list_it(workspace_copy:
         "deploy/k8s/overlays/dev/kustomization.yaml",
         "deploy/k8s/overlays/prod/kustomization.yaml",
         "deploy/postgres/init-databases.sh",
+        "deploy/monitoring/prometheus.yml",
         "deploy/k8s/create-secrets.sh",
         ".env.example",
         "pyproject.toml",
@@ -100,6 +102,7 @@ def test_a_new_service_folder_names_every_file_that_must_list_it(workspace_copy:
     assert check(workspace_copy).returncode == 0
     assert "billing-worker:" in (workspace_copy / "docker-compose.yml").read_text()
     assert "http://localhost:8004  (docs: http://localhost:8004/docs)" in (workspace_copy / "Makefile").read_text()
+    assert "billing-worker:9004" in (workspace_copy / "deploy/monitoring/prometheus.yml").read_text()
     shutil.rmtree(billing)
     assert "deploy/k8s/base/billing.yaml: no such service" in check(workspace_copy).stderr
 

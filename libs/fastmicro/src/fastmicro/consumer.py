@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -50,7 +51,7 @@ from fastmicro.letters import (
     routing_key_of,
 )
 from fastmicro.messaging import Broker, declare_events_exchange
-from fastmicro.metrics import CONSUMER_MESSAGES
+from fastmicro.metrics import CONSUMER_HANDLER_DURATION, CONSUMER_MESSAGES
 from fastmicro.uow import UnitOfWork
 
 __all__ = [  # what services and their migrations import from here, wherever it lives
@@ -188,15 +189,16 @@ class EventConsumer(Generic[UowT]):
                 self._idle.set()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
         if tracing.TRACER is not None:
-            await self._process_traced(tracing.TRACER, message)
+            await self._process_traced(tracing.TRACER, message, started)
             return
         with structlog.contextvars.bound_contextvars(message_id=message.message_id):
             attempt = self.handling.attempt_of((message.headers or {}).get(ATTEMPT_HEADER))
             outcome = await self.handling.deliver(message.body, attempt)
-            await self._settle(message, outcome)
+            await self._settle(message, outcome, started)
 
-    async def _process_traced(self, tracer: Tracer, message: AbstractIncomingMessage) -> None:
+    async def _process_traced(self, tracer: Tracer, message: AbstractIncomingMessage, started: float) -> None:
         """`_process` in a consumer span, the child of the emitting transaction's context the headers carry.
 
         The handler's database work and the events it emits are in that span, so they carry the
@@ -231,9 +233,9 @@ class EventConsumer(Generic[UowT]):
                     {"fastmicro.attempt": outcome.attempt, "fastmicro.dead_reason": outcome.reason or ""},
                 )
             span.set_attribute("fastmicro.outcome", outcome.kind)
-            await self._settle(message, outcome)
+            await self._settle(message, outcome, started)
 
-    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
+    async def _settle(self, message: AbstractIncomingMessage, outcome: Outcome, started: float) -> None:
         """Carry `outcome` out: a copy where it goes next, confirmed by the broker, then the ack."""
         if outcome.kind == "retried" and outcome.delay is not None:
             await self._republish(message, self._retry_queue(outcome.delay), {ATTEMPT_HEADER: outcome.attempt})
@@ -248,7 +250,9 @@ class EventConsumer(Generic[UowT]):
                 headers[ERROR_HEADER] = failure_text(outcome.error)[:1000]
             await self._republish(message, self.dead_queue_name, headers)
         await message.ack()
-        CONSUMER_MESSAGES.labels(self._type_label(message, outcome), outcome.kind).inc()
+        event_type = self._type_label(message, outcome)
+        CONSUMER_MESSAGES.labels(event_type, outcome.kind).inc()
+        CONSUMER_HANDLER_DURATION.labels(event_type).observe(time.perf_counter() - started)
 
     async def _republish(self, message: AbstractIncomingMessage, queue: str, headers: dict[str, Any]) -> None:
         """Copy `message` to `queue` (through the default exchange) and wait for the broker's confirm."""

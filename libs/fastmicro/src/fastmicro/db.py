@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fastmicro.errors import ServiceUnavailable
+from fastmicro.metrics import DB_POOL_IN_USE
 from fastmicro.pool import FairAsyncQueuePool
 
 if TYPE_CHECKING:
@@ -72,7 +73,13 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         },
     )
     event.listen(engine.sync_engine, "checkout", _drop_closed)
+    # Each process counts its own checkouts (summed across `serve --workers` by the gauge's mode).
+    event.listen(engine.sync_engine, "checkin", _count_checkin)
     return engine
+
+
+def _count_checkin(_dbapi_connection: Any, _record: Any) -> None:
+    DB_POOL_IN_USE.dec()
 
 
 def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -84,6 +91,7 @@ def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """
     if dbapi_connection.driver_connection.is_closed():
         raise exc.DisconnectionError("the connection was closed while it was idle in the pool")
+    DB_POOL_IN_USE.inc()  # here, past the check: a refused checkout is never given back
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

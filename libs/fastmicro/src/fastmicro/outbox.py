@@ -26,7 +26,7 @@ from fastmicro import tracing
 from fastmicro.backoff import Backoff
 from fastmicro.db import Base, driver_connection, utcnow
 from fastmicro.events import Envelope
-from fastmicro.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from fastmicro.metrics import OUTBOX_BATCH_SIZE, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 from fastmicro.pgnotify import listen
 
 if TYPE_CHECKING:
@@ -276,6 +276,7 @@ class OutboxRelay:
             if failed:
                 await conn.execute(_MARK_FAILED_SQL, [message_id for message_id, _ in failed], repr(failed[0][1])[:500])
         OUTBOX_PUBLISHED.inc(len(sent))
+        OUTBOX_BATCH_SIZE.observe(len(rows))
         log.info("outbox_batch_published", published=len(sent), claimed=len(rows))  # one line per batch
         if failed:
             OUTBOX_PUBLISH_FAILURES.inc()

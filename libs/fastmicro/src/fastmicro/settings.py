@@ -170,6 +170,18 @@ class ServiceSettings(BaseSettings):
             " production refuses for the API: the cluster's scraper holds the token, nobody else."
         ),
     )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=(
+            "Where a `worker` process serves GET /metrics (on HTTP_HOST, with METRICS_TOKEN like the API)."
+            " Unset: HTTP_PORT + 1000."
+        ),
+    )
+
+    def worker_metrics_port_or_default(self) -> int:
+        return self.worker_metrics_port or self.http_port + 1000
 
     def docs_enabled(self) -> bool:
         return self.api_docs if self.api_docs is not None else self.environment != "production"

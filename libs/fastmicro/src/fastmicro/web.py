@@ -20,14 +20,17 @@ from sqlalchemy import text
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from fastmicro.asyncapi import service_document
+from fastmicro.consumer import EventConsumer
 from fastmicro.edge import SecurityHeadersMiddleware
 from fastmicro.errors import AuthenticationError, install_error_handlers
 from fastmicro.idempotency import install_idempotency
+from fastmicro.exposition import process_exited, registry_for, render
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.methods import MethodNotAllowedMiddleware
-from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware, exposition
+from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
 from fastmicro.openapi import document_problems
 from fastmicro.outbox import OutboxLag, outbox_lag
+from fastmicro.queue_depth import Kind, QueueDepths
 from fastmicro.revocation import RevocationList
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime
 from fastmicro.tracing import configure_tracing, instrument_app
@@ -95,6 +98,7 @@ def create_app(
             log.info("service_started", http_port=settings.http_port, pid=os.getpid())  # one per API process
             yield
         await held.close()
+        process_exited()
         log.info("service_stopped")
 
     docs = settings.docs_enabled()  # off in production unless API_DOCS turns them on
@@ -118,7 +122,9 @@ def create_app(
         # Outermost: the client address everything inside sees (logs, login throttling) is the
         # proxy's X-Forwarded-For only when the peer is one of these proxies.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
-    app.include_router(_operations_router(outbox=outbox, metrics_token=settings.metrics_token))
+    app.include_router(
+        _operations_router(settings.service_name, roles, outbox=outbox, metrics_token=settings.metrics_token)
+    )
     if docs:
         app.include_router(_asyncapi_router(settings.service_name, roles, title=title, version=version))
     for router in routers:
@@ -160,7 +166,9 @@ async def run_roles(roles: Sequence[BackgroundRole]) -> AsyncIterator[None]:
                     log.error("role_failed", role=task.get_name(), error=repr(task.exception()))
 
 
-def _operations_router(*, outbox: bool, metrics_token: SecretStr | None) -> APIRouter:
+def _operations_router(
+    service: str, roles: RolesFactory, *, outbox: bool, metrics_token: SecretStr | None
+) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/health/live")
@@ -179,6 +187,8 @@ def _operations_router(*, outbox: bool, metrics_token: SecretStr | None) -> APIR
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 
     expected = f"Bearer {metrics_token.get_secret_value()}".encode() if metrics_token else None
+    registry = registry_for(service)
+    depths: list[QueueDepths] = []
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics(request: Request, runtime: RuntimeDep) -> Response:
@@ -186,13 +196,29 @@ def _operations_router(*, outbox: bool, metrics_token: SecretStr | None) -> APIR
             request.headers.get("authorization", "").encode(), expected
         ):
             raise AuthenticationError("The metrics token is required", code="not_authenticated")
-        lag = await _outbox_lag(runtime) if outbox else None
+        if not depths:  # its consumers are built, never run: their queue names are all that is read
+            depths.append(QueueDepths(runtime.broker, _letter_queues(roles(runtime)), timeout=_CHECK_TIMEOUT))
+        lag, _ = await asyncio.gather(_outbox_lag(runtime) if outbox else _nothing(), depths[0].refresh())
         if lag is not None:  # otherwise the gauges keep their last value: the scrape never fails on it
             OUTBOX_LAG.set(lag.seconds)
             OUTBOX_PENDING.set(lag.pending)
-        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _letter_queues(roles: Sequence[BackgroundRole]) -> list[tuple[str, Kind]]:
+    """The dead-letter and retry queues of the service's consumers."""
+    queues: list[tuple[str, Kind]] = []
+    for role in roles:
+        if isinstance(role, EventConsumer):
+            queues.append((role.dead_queue_name, "dead"))
+            queues.extend((name, "retry") for name in role.retry_queue_names)
+    return queues
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _check_database(runtime: Runtime) -> Check:

@@ -67,6 +67,8 @@ log = structlog.get_logger(__name__)
 _HELD_ELSEWHERE_WAIT = 0.5
 
 EMAILS = Counter("notifications_emails_total", "Email send attempts, by outcome.", ["outcome"])
+for _outcome in ("sent", "retry", "failed", "rejected"):
+    EMAILS.labels(_outcome)  # every outcome a series from the start: rate() and alerts need no first event
 
 OutcomeKind = Literal["sent", "retry", "rejected"]
 
