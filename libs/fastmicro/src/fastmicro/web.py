@@ -23,8 +23,8 @@ from fastmicro.asyncapi import service_document
 from fastmicro.consumer import EventConsumer
 from fastmicro.edge import SecurityHeadersMiddleware
 from fastmicro.errors import AuthenticationError, install_error_handlers
-from fastmicro.idempotency import install_idempotency
 from fastmicro.exposition import process_exited, registry_for, render
+from fastmicro.idempotency import install_idempotency
 from fastmicro.logging import RequestContextMiddleware, configure_logging
 from fastmicro.methods import MethodNotAllowedMiddleware
 from fastmicro.metrics import OUTBOX_LAG, OUTBOX_PENDING, MetricsMiddleware
