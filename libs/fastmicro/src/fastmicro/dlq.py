@@ -3,13 +3,14 @@
 `python -m <svc> dlq ...` (cli.py) is the operator's way in; the operations live here.
 
 How the queue is read. AMQP has no peek: a message is seen only by taking it. Every operation
-passive-declares the dead queue, `basic.get`s up to its depth at the start (the first get's reply
-counts the messages behind it) without acking them, acts on the ones it selected (replay: publish a copy to `<service>.events`,
-wait for the broker's confirm, only then ack the dead copy; purge: ack), and at the end nacks the
-others with requeue and closes its channel. Two rules keep a message from being read twice:
-nothing is requeued before the end (a message requeued mid-scan goes back ahead of the read
-position and would be got again), and the scan stops at the starting depth (what arrives
-meanwhile, such as a replayed message that failed again, is left for the next run).
+passive-declares the dead queue, `basic.get`s up to its depth at the start (the first get's
+reply counts the messages behind it) without acking them, acts on the ones it selected (replay:
+publish a copy to `<service>.events`, wait for the broker's confirm, only then ack the dead
+copy; purge: ack), and at the end nacks the others with requeue and closes its channel. Two
+rules keep a message from being read twice: nothing is requeued before the end (a message
+requeued mid-scan goes back ahead of the read position and would be got again), and the scan
+stops at the starting depth (what arrives meanwhile, such as a replayed message that failed
+again, is left for the next run).
 
 Ordering, as verified against RabbitMQ 3.10.8 (the tests run on both queue types). A classic
 queue puts a requeued message back at its original position, whatever order the nacks come in,
