@@ -13,6 +13,7 @@ import aio_pika
 import aiormq
 import pytest
 
+from fastmicro.cli import run_cli
 from fastmicro.consumer import ATTEMPT_HEADER, REASON_HEADER, ROUTING_KEY_HEADER, EventConsumer, Subscription
 from fastmicro.dlq import DeadLetterQueues, list_dead_letters, replay_dead_letters
 from fastmicro.events import DomainEvent
@@ -20,6 +21,8 @@ from fastmicro.letters import DELIVERY_COUNT_HEADER
 from fastmicro.messaging import Broker, Topology
 from fastmicro.queue_migration import HOLDING_SUFFIX, QueuesInUse, migrate_queues, plan_queues
 from fastmicro.queues import DEFAULT_DELIVERY_LIMIT, QueueArguments, QueueType
+from fastmicro.runtime import BackgroundRole, Runtime
+from fastmicro.settings import ServiceSettings
 from fastmicro.testing import TestServers
 from fastmicro.testing.plugin import delete_topology
 from fastmicro.uow import UnitOfWork
@@ -304,3 +307,58 @@ async def _exists(broker: Broker, queue: str) -> bool:
         if not channel.is_closed:
             await channel.close()
     return True
+
+
+async def _cli(settings: ServiceSettings, *argv: str) -> int:
+    """`python -m <svc> <argv>` in-process, for a service with one consumer (in a thread: it runs its own loop)."""
+
+    def roles(runtime: Runtime[Any]) -> list[BackgroundRole]:
+        return [runtime.consumer([Subscription(Shipped, _never)], _no_uow)]
+
+    def run() -> int:
+        try:
+            run_cli(
+                settings_factory=lambda: settings,
+                app_factory=_no_app,
+                migrations="kernel:migrations",
+                roles=roles,
+                argv=list(argv),
+            )
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+        return 0
+
+    return await asyncio.to_thread(run)
+
+
+def _no_app(settings: ServiceSettings) -> Any:
+    raise AssertionError("no app is built")
+
+
+async def test_topology_names_the_migration_when_the_type_changed_and_queues_migrate_makes_it_pass(
+    test_servers: TestServers, amqp_namespace: str
+) -> None:
+    """The commands of the switch, as an operator runs them: `topology` refuses (exit 1), `queues migrate` fixes it."""
+    namespace = f"{amqp_namespace}cli{uuid.uuid4().hex[:6]}."
+    quorum = ServiceSettings(
+        service_name="kernel",
+        environment="test",
+        database_url="postgresql+asyncpg://kernel@127.0.0.1:9/unused",
+        amqp_url=test_servers.amqp_url,
+        amqp_namespace=namespace,
+        _env_file=None,
+    )
+    classic = quorum.model_copy(update={"queue_type": "classic"})
+    broker = Broker(test_servers.amqp_url, Topology(namespace))
+    try:
+        assert await _cli(classic, "topology") == 0
+        assert await _cli(quorum, "topology") == 1  # logged: queue_arguments_differ, with the command to run
+        assert await _cli(quorum, "queues", "migrate") == 0
+        assert await _cli(quorum, "topology") == 0
+        assert await _cli(classic, "topology") == 1
+    finally:
+        consumer = EventConsumer(
+            broker, service="kernel", subscriptions=[Subscription(Shipped, _never)], uow_factory=_no_uow
+        )
+        await delete_topology(broker, tuple(consumer.queue_names))  # the default delays, as the settings'
+        await broker.close()
