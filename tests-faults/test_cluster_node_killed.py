@@ -50,6 +50,9 @@ ORDERS = 300
 WAVES = 4
 USERS = 20
 DRAIN = 60.0  # seconds for the last wave to be handled and mailed once the cluster is whole: generous, not a target
+# Few database connections: the scenario is about the broker, and the machine's PostgreSQL is shared.
+SMALL = {"db_pool_size": 5, "consumer_prefetch": 5}
+PLACING = 4  # orders written at once
 
 
 @pytest.fixture
@@ -105,8 +108,8 @@ async def test_a_cluster_that_loses_a_node_twice_mid_burst_loses_no_event_and_se
     queue = f"{stack.namespace}notifications.events"
     assert len((await cluster.queue(queue))["members"]) == 3  # replicated on every node
 
-    consumer = await start_worker(service_process, stack, "notifications", "notifications-worker")
-    relay = await start_worker(service_process, stack, "orders", "orders-worker")
+    consumer = await start_worker(service_process, stack, "notifications", "notifications-worker", **SMALL)
+    relay = await start_worker(service_process, stack, "orders", "orders-worker", **SMALL)
     users = await publish_users(stack, USERS)
 
     async def welcomed() -> bool:
@@ -121,14 +124,14 @@ async def test_a_cluster_that_loses_a_node_twice_mid_burst_loses_no_event_and_se
     killed_nodes = []
     began = time.monotonic()
     for _ in range(2):
-        await place_orders(stack, user_ids, wave)  # every node up
+        await place_orders(stack, user_ids, wave, concurrency=PLACING)  # every node up
         leader = await cluster.leader(queue)
         assert leader not in killed_nodes  # the second kill takes another node
         await cluster.kill(leader)
         killed_nodes.append(leader)
         failovers.append(await cluster.wait_queue(queue, leader_not=leader))  # a new leader, from the kill on
         progress(began, f"killed {leader.name}; new leader after {failovers[-1]:.1f}s")
-        await place_orders(stack, user_ids, wave)  # with one node down
+        await place_orders(stack, user_ids, wave, concurrency=PLACING)  # with one node down
         restarted = time.monotonic()
         await cluster.restart(leader)
         await cluster.wait_queue(queue, online=3)  # the node is a live member of the queue again
