@@ -3,8 +3,8 @@
 `python -m <svc> dlq ...` (cli.py) is the operator's way in; the operations live here.
 
 How the queue is read. AMQP has no peek: a message is seen only by taking it. Every operation
-passive-declares the dead queue, `basic.get`s up to its depth at the start (the first get's
-reply counts the messages behind it) without acking them, acts on the ones it selected (replay:
+passive-declares the dead queue, `basic.get`s up to its depth at the start (the larger of the
+declare's count and the first get's) without acking them, acts on the ones it selected (replay:
 publish a copy to `<service>.events`, wait for the broker's confirm, only then ack the dead
 copy; purge: ack), and at the end nacks the others with requeue and closes its channel. Two
 rules keep a message from being read twice: nothing is requeued before the end (a message
@@ -298,6 +298,7 @@ async def _scan(
         if also_needs is not None:
             await _declare_passive(channel, also_needs)
         queue = await _declare_passive(channel, queue_name)
+        declared = queue.declaration_result.message_count or 0
         depth = 0
         letters: list[DeadLetter] = []
         held: list[AbstractIncomingMessage] = []
@@ -309,9 +310,10 @@ async def _scan(
                     break
                 position += 1
                 if position == 1:
-                    # The depth from the first get's reply, not from the declare: a quorum queue's
-                    # declare reports a count that can lag behind returns just made (seen on 3.10).
-                    depth = 1 + (message.message_count or 0)
+                    # The larger of the declare's count and the first get's: on a quorum queue each
+                    # can lag behind the other, the declare's behind returns just made, the get's
+                    # behind messages just dead-lettered (both seen on 3.10 under load).
+                    depth = max(declared, 1 + (message.message_count or 0))
                 letter = DeadLetter.from_message(message, position)
                 letters.append(letter)
                 if not await act(channel, message, letter):
