@@ -203,7 +203,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_built_service_answers_python_m_service(images: dict[str, Built], service: str) -> None:
-    assert "{serve,worker,migrate,topology,dlq}" in images[service].help
+    assert "{serve,worker,migrate,topology,queues,dlq}" in images[service].help
     assert [command.split()[:2] for command in images[service].commands] == [["uv", "sync"], ["uv", "sync"]]
 
 

@@ -188,7 +188,7 @@ async def dead_letters(broker: Broker, queue: str, within: float = 10, count: in
     channel = await broker.channel(publisher_confirms=False)
     found: list[AbstractIncomingMessage] = []
     try:
-        dead = await channel.declare_queue(queue, durable=True)
+        dead = await channel.declare_queue(queue, passive=True)
         async with asyncio.timeout(within):
             while len(found) < count:
                 message = await dead.get(no_ack=True, fail=False)

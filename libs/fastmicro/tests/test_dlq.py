@@ -4,6 +4,7 @@ replayed and purged without losing any."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ from fastmicro.events import DomainEvent, Envelope
 from fastmicro.letters import REPLAYED_HEADER
 from fastmicro.messaging import Broker
 from fastmicro.outbox import outbox_table
+from fastmicro.queues import QueueType
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import TestServers, publish_event, publish_raw
@@ -394,9 +396,12 @@ async def test_purge_of_one_id_removes_exactly_it(
     assert await depth(test_broker, dead.queues.dead_queue) == 0
 
 
-async def test_messages_left_in_the_queue_keep_their_order(test_broker: Broker, queues_to_delete: list[str]) -> None:
-    """What the module docstring promises: requeued messages go back where they were."""
-    queues = DeadLetterQueues(*(await _queues_of_own(test_broker, queues_to_delete)))
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+async def test_messages_left_in_the_queue_keep_their_order(
+    test_broker: Broker, queues_to_delete: list[str], queue_type: QueueType
+) -> None:
+    """What the module docstring promises: requeued messages go back where they were, on either queue type."""
+    queues = DeadLetterQueues(*(await _queues_of_own(test_broker, queues_to_delete, queue_type)))
     await _put(test_broker, queues.dead_queue, [f"m{i}" for i in range(6)])
 
     await purge_dead_letters(test_broker, queues, ["m2"])
@@ -442,7 +447,8 @@ async def test_the_services_answer_dlq_as_real_processes(
     dead_queue = f"{test_broker.topology.service_queue('notifications')}.dead"
     queues_to_delete.append(dead_queue)
     channel = await test_broker.channel(publisher_confirms=False)
-    await channel.declare_queue(dead_queue, durable=True)
+    arguments = await test_broker.topology.arguments(channel)
+    await channel.declare_queue(dead_queue, durable=True, arguments=arguments.dead())
     await channel.close()
     message_id = str(uuid.uuid4())
     await _put(test_broker, dead_queue, [message_id])
@@ -595,14 +601,19 @@ async def _run(argv: Sequence[str], env: dict[str, str], cwd: Path) -> subproces
     )
 
 
-async def _queues_of_own(broker: Broker, queues_to_delete: list[str]) -> tuple[str, str]:
-    """A service queue and dead queue of a test's own, with no consumer on them."""
+async def _queues_of_own(
+    broker: Broker, queues_to_delete: list[str], queue_type: QueueType | None = None
+) -> tuple[str, str]:
+    """A service queue and dead queue of a test's own, with no consumer on them, as the topology declares them."""
     service_queue = broker.topology.service_queue(f"dlq-{uuid.uuid4().hex[:6]}")
     dead_queue = f"{service_queue}.dead"
     queues_to_delete.extend([service_queue, dead_queue])
     channel = await broker.channel(publisher_confirms=False)
-    await channel.declare_queue(service_queue, durable=True)
-    await channel.declare_queue(dead_queue, durable=True)
+    arguments = await broker.topology.arguments(channel)
+    if queue_type is not None:
+        arguments = dataclasses.replace(arguments, queue_type=queue_type)
+    await channel.declare_queue(dead_queue, durable=True, arguments=arguments.dead())
+    await channel.declare_queue(service_queue, durable=True, arguments=arguments.service(dead_queue))
     await channel.close()
     return service_queue, dead_queue
 

@@ -1,4 +1,4 @@
-"""`python -m <service> serve|worker|migrate|topology|dlq`: the one entry point of every service."""
+"""`python -m <service> serve|worker|migrate|topology|queues|dlq`: the one entry point of every service."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiormq
 import structlog
 import uvicorn
 import uvloop
 
 from fastmicro.backoff import Backoff
+from fastmicro.consumer import EventConsumer
 from fastmicro.dlq_cli import add_dlq_parser, run_dlq
 from fastmicro.exposition import multiprocess_directory, serve_worker_metrics
 from fastmicro.logging import configure_logging
 from fastmicro.messaging import declare_events_exchange
 from fastmicro.migrations import upgrade_to_head
+from fastmicro.queue_migration import Migration, migrate_queues, plan_queues
 from fastmicro.runtime import DeclaresTopology, RolesFactory, Runtime
 from fastmicro.tracing import configure_tracing
 from fastmicro.web import run_roles
@@ -68,6 +71,13 @@ def run_cli(
     commands.add_parser("migrate", help="apply the database migrations")
     topology = commands.add_parser("topology", help="declare the exchanges and queues this service needs")
     topology.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    queues = commands.add_parser("queues", help="the broker's queues of this service")
+    queue_commands = queues.add_subparsers(dest="queues_command", required=True)
+    queue_commands.add_parser(
+        "migrate",
+        help="recreate the queues declared with other arguments (a QUEUE_TYPE switch), keeping their messages;"
+        " stop the service's workers first",
+    )
     add_dlq_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "dlq":
@@ -94,8 +104,16 @@ def run_cli(
         code = uvloop.run(run_dlq(settings, _over(runtime, roles), args))
         if code:
             raise SystemExit(code)
+    elif args.command == "queues":
+        uvloop.run(migrate_topology(settings, _over(runtime, roles)))
     else:
-        uvloop.run(declare_topology(settings, roles, wait=args.wait, runtime=runtime))
+        try:
+            uvloop.run(declare_topology(settings, roles, wait=args.wait, runtime=runtime))
+        except aiormq.exceptions.ChannelPreconditionFailed as error:
+            # A queue exists with other arguments: most likely QUEUE_TYPE changed.
+            fix = f"python -m {settings.service_name} queues migrate"
+            log.error("queue_arguments_differ", error=str(error), fix=fix)
+            raise SystemExit(1) from None
 
 
 def _serve(app: FastAPI | str, workers: int, host: str, port: int) -> None:
@@ -161,6 +179,17 @@ async def declare_topology(
                 queues.extend(role.queue_names)
         log.info("topology_declared", exchange=held.broker.topology.events_exchange, queues=queues)
         return queues
+    finally:
+        await held.close()
+
+
+async def migrate_topology(settings: ServiceSettings, roles: RolesFactory) -> Migration:
+    """`queues migrate`: recreate this service's queues whose arguments differ (fastmicro.queue_migration)."""
+    held = Runtime.from_settings(settings)
+    try:
+        consumers = [role for role in roles(held) if isinstance(role, EventConsumer)]
+        plans = await plan_queues(held.broker, consumers)
+        return await migrate_queues(held.broker, plans)
     finally:
         await held.close()
 

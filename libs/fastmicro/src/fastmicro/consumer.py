@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from opentelemetry.trace import SpanKind, Tracer
 
 from fastmicro import tracing
@@ -122,21 +122,25 @@ class EventConsumer(Generic[UowT]):
     async def declare(self, channel: AbstractRobustChannel) -> AbstractQueue:
         """Declare (idempotently) the exchange, this service's queue and bindings, delay and dead queues."""
         exchange = await declare_events_exchange(channel, self._broker.topology)
-        queue = await channel.declare_queue(self.queue_name, durable=True)
+        for name, arguments in (await self.queue_arguments(channel)).items():
+            queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+            if name == self.queue_name:
+                service_queue = queue
         for key in self.routing_keys:
-            await queue.bind(exchange, key)
-        for name, delay in zip(self.retry_queue_names, self.handling.retry_delays, strict=True):
-            await channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-message-ttl": int(delay * 1000),
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": self.queue_name,
-                },
-            )
-        await channel.declare_queue(self.dead_queue_name, durable=True)
-        return queue
+            await service_queue.bind(exchange, key)
+        return service_queue
+
+    async def queue_arguments(self, channel: AbstractChannel) -> dict[str, dict[str, Any]]:
+        """Each queue of this consumer and its arguments; the dead queue first (the others dead-letter into it)."""
+        arguments = await self._broker.topology.arguments(channel)
+        return {
+            self.dead_queue_name: arguments.dead(),
+            self.queue_name: arguments.service(self.dead_queue_name),
+            **{
+                name: arguments.delay(int(delay * 1000), self.queue_name)
+                for name, delay in zip(self.retry_queue_names, self.handling.retry_delays, strict=True)
+            },
+        }
 
     def stop(self) -> None:
         self._stopping.set()

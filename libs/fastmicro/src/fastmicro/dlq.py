@@ -3,20 +3,29 @@
 `python -m <svc> dlq ...` (cli.py) is the operator's way in; the operations live here.
 
 How the queue is read. AMQP has no peek: a message is seen only by taking it. Every operation
-passive-declares the dead queue (its depth at the start), `basic.get`s up to that many messages
-without acking them, acts on the ones it selected (replay: publish a copy to `<service>.events`,
-wait for the broker's confirm, only then ack the dead copy; purge: ack), and at the end nacks the
-others with requeue and closes its channel. Two rules keep a message from being read twice:
-nothing is requeued before the end (a message requeued mid-scan goes back ahead of the read
-position and would be got again), and the scan stops at the starting depth (what arrives
-meanwhile, such as a replayed message that failed again, is left for the next run).
+passive-declares the dead queue, `basic.get`s up to its depth at the start (the larger of the
+declare's count and the first get's) without acking them, acts on the ones it selected (replay:
+publish a copy to `<service>.events`, wait for the broker's confirm, only then ack the dead
+copy; purge: ack), and at the end nacks the others with requeue and closes its channel. Two
+rules keep a message from being read twice: nothing is requeued before the end (a message
+requeued mid-scan goes back ahead of the read position and would be got again), and the scan
+stops at the starting depth (what arrives meanwhile, such as a replayed message that failed
+again, is left for the next run).
 
-Ordering, as verified against RabbitMQ 3.10 with classic queues (what `<svc>.events.dead` is):
-a requeued message goes back to its original position, whatever order the nacks come in, and
-the same holds when the channel or connection closes with it unacked. So `list` run twice shows
-the same queue, and messages that arrived during a scan stay behind the older ones. Positions
-are those at the time of the scan; removing a message moves up the ones behind it. Quorum queues
-make no such promise for requeued messages: do not rely on positions there.
+Ordering, as verified against RabbitMQ 3.10.8 (the tests run on both queue types). A classic
+queue puts a requeued message back at its original position, whatever order the nacks come in,
+and the same holds when the channel or connection closes with it unacked. A quorum queue (the
+default, `QUEUE_TYPE`) serves returned messages ahead of the rest, in the order they were
+returned: the scan nacks them in queue order, so the queue ends as it began. Either way `list` run
+twice shows the same queue, and messages that arrived during a scan stay behind the older ones.
+Positions are those at the time of the scan; removing a message moves up the ones behind it. On
+a quorum queue, messages a crashed scan held (its connection dropped) come back in an order the
+broker does not promise.
+
+Delivery counts. A quorum queue counts every return as a delivery (the `x-delivery-count` header):
+a scan spends one on each message it reads. The dead queue is declared with no delivery limit
+(fastmicro.queues; RabbitMQ 4's default of 20 is turned off explicitly), so reading it any number
+of times never moves or drops a message; a replayed copy starts from none (fastmicro.letters).
 
 Any body at all can sit in the queue (the consumer dead-letters what it cannot read), so none is
 trusted here either: a body is parsed as JSON only up to `BODY_PREVIEW_BYTES` and with a nesting
@@ -121,7 +130,7 @@ class DeadLetter:
             event_type=message.type or (body_type if isinstance(body_type, str) else None),
             routing_key=_text(headers.get(ROUTING_KEY_HEADER)) or message.routing_key or None,
             attempts=_int(headers.get(ATTEMPT_HEADER)),
-            reason=_text(headers.get(REASON_HEADER)),
+            reason=_text(headers.get(REASON_HEADER)) or _broker_reason(headers),
             error=_text(headers.get(ERROR_HEADER)),
             dead_at=_datetime(headers.get(DEAD_AT_HEADER)),
             replayed=_int(headers.get(REPLAYED_HEADER)) or 0,
@@ -289,21 +298,32 @@ async def _scan(
         if also_needs is not None:
             await _declare_passive(channel, also_needs)
         queue = await _declare_passive(channel, queue_name)
-        depth = queue.declaration_result.message_count or 0
+        declared = queue.declaration_result.message_count or 0
+        depth = 0
         letters: list[DeadLetter] = []
         held: list[AbstractIncomingMessage] = []
         try:
-            for position in range(1, min(depth, limit if limit is not None else depth) + 1):
+            position = 0
+            while limit is None or position < limit:
                 message = await queue.get(no_ack=False, fail=False)
-                if message is None:  # someone else took the rest meanwhile
+                if message is None:  # empty, or someone else took the rest meanwhile
                     break
+                position += 1
+                if position == 1:
+                    # The larger of the declare's count and the first get's: on a quorum queue each
+                    # can lag behind the other, the declare's behind returns just made, the get's
+                    # behind messages just dead-lettered (both seen on 3.10 under load).
+                    depth = max(declared, 1 + (message.message_count or 0))
                 letter = DeadLetter.from_message(message, position)
                 letters.append(letter)
                 if not await act(channel, message, letter):
                     held.append(message)
+                if position >= depth:
+                    break
         finally:
-            # In order, although RabbitMQ puts them back at their old positions either way; should a
-            # nack fail, the channel's close below returns the rest.
+            # In order: a classic queue puts them back at their old positions either way, a quorum
+            # queue serves them in the order they come back. Should a nack fail, the channel's close
+            # below returns the rest.
             for message in held:
                 if channel.is_closed:
                     break
@@ -320,6 +340,12 @@ async def _declare_passive(channel: AbstractChannel, name: str) -> AbstractQueue
         return await channel.declare_queue(name, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity as error:
         raise QueueMissing(name) from error
+
+
+def _broker_reason(headers: Mapping[str, Any]) -> str | None:
+    """Why the broker itself dead-lettered it (a quorum queue's delivery limit), from `x-first-death-reason`."""
+    reason = _text(headers.get("x-first-death-reason"))
+    return f"broker: {reason}" if reason else None
 
 
 def _missing(wanted: set[str] | None, done: list[DeadLetter]) -> list[str]:

@@ -2,7 +2,8 @@
 
 A message is copied, never moved: to a delay queue (a retry), to the dead-letter queue, and back
 from there (`dlq replay`). Every copy keeps the body and the AMQP properties, drops what an
-earlier death said about it (a copy never carries a stale or forged reason), and records the
+earlier death said about it (a copy never carries a stale or forged reason) and the delivery
+count a quorum queue wrote (the copy is a new message to its queue), and records the
 routing key it was first published with (the default exchange replaces it).
 """
 
@@ -29,6 +30,11 @@ REPLAYED_HEADER = "x-fastmicro-replayed"
 
 #: What a dead letter says about its death.
 DEATH_HEADERS = frozenset({REASON_HEADER, ERROR_HEADER, DEAD_AT_HEADER})
+#: Written by a quorum queue on each redelivery: its count of the queue's deliveries, not of the copy's.
+DELIVERY_COUNT_HEADER = "x-delivery-count"
+
+
+_NOT_COPIED = DEATH_HEADERS | {DELIVERY_COUNT_HEADER}
 
 
 def routing_key_of(message: AbstractIncomingMessage) -> str:
@@ -38,7 +44,7 @@ def routing_key_of(message: AbstractIncomingMessage) -> str:
 
 def message_copy(message: AbstractIncomingMessage, headers: Mapping[str, Any]) -> aio_pika.Message:
     """A persistent copy of `message` with its death headers dropped and `headers` set over the rest."""
-    kept = {key: value for key, value in (message.headers or {}).items() if key not in DEATH_HEADERS}
+    kept = {key: value for key, value in (message.headers or {}).items() if key not in _NOT_COPIED}
     return aio_pika.Message(
         message.body,
         headers={**kept, ROUTING_KEY_HEADER: routing_key_of(message), **headers},

@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection, ExchangeType
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    ExchangeType,
+)
 
 from fastmicro.events import Envelope
+from fastmicro.queues import DEFAULT_DELIVERY_LIMIT, QueueArguments, QueueType, broker_major
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -22,9 +29,14 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Topology:
-    """Every exchange and queue name in one place. `namespace` prefixes them all (tests use it)."""
+    """Every exchange and queue name in one place. `namespace` prefixes them all (tests use it).
+
+    `queue_type` and `delivery_limit` decide the queues' arguments (fastmicro.queues).
+    """
 
     namespace: str = ""
+    queue_type: QueueType = "quorum"
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
 
     @property
     def events_exchange(self) -> str:
@@ -41,11 +53,16 @@ class Topology:
     def service_queue(self, service: str) -> str:
         return f"{self.namespace}{service}.events"
 
+    async def arguments(self, channel: AbstractChannel) -> QueueArguments:
+        """The queues' arguments for this topology on the broker `channel` is open on."""
+        return QueueArguments(self.queue_type, self.delivery_limit, await broker_major(channel))
+
 
 async def declare_events_exchange(channel: AbstractRobustChannel, topology: Topology) -> AbstractExchange:
     """Declare (idempotently) the events exchange and its alternate exchange for unrouted messages."""
     unrouted = await channel.declare_exchange(topology.unrouted_exchange, ExchangeType.FANOUT, durable=True)
-    queue = await channel.declare_queue(topology.unrouted_queue, durable=True)
+    arguments = await topology.arguments(channel)
+    queue = await channel.declare_queue(topology.unrouted_queue, durable=True, arguments=arguments.unrouted())
     await queue.bind(unrouted)
     return await channel.declare_exchange(
         topology.events_exchange,

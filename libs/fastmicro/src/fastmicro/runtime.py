@@ -71,7 +71,8 @@ class Runtime(Generic[SettingsT]):
     @classmethod
     def from_settings(cls, settings: SettingsT) -> Self:
         engine = create_engine(settings)
-        broker = Broker(settings.amqp_url, Topology(settings.amqp_namespace))
+        topology = Topology(settings.amqp_namespace, settings.queue_type, settings.consumer_delivery_limit)
+        broker = Broker(settings.amqp_url, topology)
         return cls(
             settings=settings,
             engine=engine,

@@ -63,7 +63,7 @@ class Service(Generic[RuntimeT, SettingsT]):
         )
 
     def main(self, argv: Sequence[str] | None = None) -> None:
-        """`python -m <service> serve|worker|migrate|topology|dlq`."""
+        """`python -m <service> serve|worker|migrate|topology|queues|dlq`."""
         run_cli(
             settings_factory=self.settings,
             app_factory=self.create_app,

@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fastmicro.queues import DEFAULT_DELIVERY_LIMIT, QueueType
 from fastmicro.tokens import DEV_SIGNING_KEY, MAX_ACCESS_TOKEN_SECONDS, PublicKeySet, SigningKey
 
 #: Every secret that ships in the repository (the development key, `.env.example`) carries this
@@ -77,6 +78,13 @@ class ServiceSettings(BaseSettings):
     #: Prefix for every exchange and queue name. Empty in production (the contract's names);
     #: tests set one so they never share topology with a running stack.
     amqp_namespace: str = ""
+    queue_type: QueueType = Field(
+        default="quorum",
+        description=(
+            "`quorum` (replicated over the broker's nodes) or `classic` (on one node). A queue's type cannot"
+            " change in place: switch with `python -m <service> queues migrate`."
+        ),
+    )
 
     outbox_batch_size: int = Field(default=200, ge=1, le=5000)
     outbox_poll_interval: float = Field(default=2.0, gt=0, description="Fallback poll when no NOTIFY arrives.")
@@ -117,6 +125,15 @@ class ServiceSettings(BaseSettings):
     )
 
     consumer_prefetch: int = Field(default=16, ge=1, le=1000)
+    consumer_delivery_limit: int = Field(
+        default=DEFAULT_DELIVERY_LIMIT,
+        ge=1,
+        le=1000,
+        description=(
+            "Quorum queues: deliveries of one message from the service queue before the broker moves it to the"
+            " dead-letter queue (a consumer that dies on it every time); a second net behind the retries."
+        ),
+    )
     consumer_retry_delays: list[float] = Field(
         default=[1.0, 5.0, 30.0, 120.0], min_length=1, description="Seconds before each retry of a failed handler."
     )

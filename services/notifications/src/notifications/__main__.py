@@ -1,4 +1,4 @@
-"""`python -m notifications serve|worker|migrate|topology|dlq`."""
+"""`python -m notifications serve|worker|migrate|topology|queues|dlq`."""
 
 from notifications.main import service
 

@@ -1,4 +1,4 @@
-"""`python -m orders serve|worker|migrate|topology|dlq`."""
+"""`python -m orders serve|worker|migrate|topology|queues|dlq`."""
 
 from orders.main import service
 

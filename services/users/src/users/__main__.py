@@ -1,4 +1,4 @@
-"""`python -m users serve|worker|migrate|topology|dlq`."""
+"""`python -m users serve|worker|migrate|topology|queues|dlq`."""
 
 from users.main import service
 

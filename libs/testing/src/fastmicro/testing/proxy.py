@@ -17,11 +17,16 @@ class TcpProxy:
     reset like any other (closing the listener instead would let it slip through, or leak it), and
     the port stays the proxy's for the restore. Clients see a reset where they would have seen a
     refusal: both are connection errors to them.
+
+    `also`: more targets, as a load balancer in front of a cluster has (a Kubernetes Service):
+    each new connection goes to the next target in turn that accepts it, so a node that is down is
+    skipped, and its connections, which drop with it, reconnect to the others.
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, also: tuple[tuple[str, int], ...] = ()) -> None:
         self.target_host = target_host
         self.target_port = target_port
+        self.targets = ((target_host, target_port), *also)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
@@ -76,7 +81,7 @@ class TcpProxy:
         self.connections_made += 1
         upstream_writer: asyncio.StreamWriter | None = None
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(self.target_host, self.target_port)
+            upstream_reader, upstream_writer = await self._open_upstream()
             await asyncio.gather(self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer))
         except (OSError, asyncio.CancelledError):
             pass
@@ -85,6 +90,15 @@ class TcpProxy:
             for writer in (client_writer, upstream_writer):
                 if writer is not None:
                     _abort(writer)
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the first target that accepts one, starting from the next in turn."""
+        start = self.connections_made % len(self.targets)
+        *others, last = self.targets[start:] + self.targets[:start]
+        for host, port in others:
+            with contextlib.suppress(OSError):
+                return await asyncio.open_connection(host, port)
+        return await asyncio.open_connection(*last)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
