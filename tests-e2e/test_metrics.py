@@ -23,6 +23,7 @@ from fastmicro.events import Envelope
 from fastmicro.messaging import Broker, Topology
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import publish_envelope, publish_raw
+from fastmicro_contracts.money import Money
 from fastmicro_contracts.orders import OrderLine, OrderPlaced
 from fastmicro_contracts.users import UserCreated
 
@@ -105,8 +106,7 @@ async def publish_what_no_client_can(stack: Stack) -> None:
             order_id=uuid.uuid4(),
             user_id=uuid.uuid4(),  # no UserCreated will ever come: retried until it is dead-lettered
             items=(OrderLine(sku="EARLY-1", quantity=1, unit_price=100),),
-            total=100,
-            currency="USD",
+            total=Money(amount="1.00", currency="USD"),
         )
     )
     broker = Broker(stack.amqp_url, Topology(stack.namespace))
