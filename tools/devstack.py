@@ -103,10 +103,10 @@ async def ensure_database(admin_url: str, name: str) -> None:
         await admin.close()
 
 
-async def run_step(service: Service, env: dict[str, str], command: str) -> None:
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", service.name, command, env=env)
+async def run_step(service: Service, env: dict[str, str], *command: str) -> None:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", service.name, *command, env=env)
     if await process.wait() != 0:
-        raise SystemExit(f"devstack: `python -m {service.name} {command}` failed")
+        raise SystemExit(f"devstack: `python -m {service.name} {' '.join(command)}` failed")
 
 
 class LoggingSink:
@@ -139,6 +139,9 @@ async def prepare(args: argparse.Namespace) -> None:
         env = service_env(args, service)
         await ensure_database(args.postgres, args.db_prefix + service.name)
         await run_step(service, env, "migrate")
+        # Queues an earlier stack declared otherwise (classic ones, from before quorum was the
+        # default) are recreated with their messages: none of this stack's processes runs yet.
+        await run_step(service, env, "queues", "migrate")
         await run_step(service, env, "topology")
 
 

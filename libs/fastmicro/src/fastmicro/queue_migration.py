@@ -168,16 +168,19 @@ async def _drain(broker: Broker, plan: QueuePlan) -> int:
 
 
 async def _fill(broker: Broker, plan: QueuePlan) -> int | None:
-    """Declare the queue as the code wants it and empty its holding queue into it, if there is one."""
+    """Declare the queue as the code wants it and empty its holding queue into it, if there is one.
+
+    Without a holding queue there is nothing to give back: what is missing is the `topology`
+    command's to declare (on a new broker the exchanges do not exist yet).
+    """
+    if not await _exists(broker, plan.holding):
+        return None
     channel = await broker.channel(publisher_confirms=True)
     try:
         queue = await channel.declare_queue(plan.name, durable=True, arguments=plan.arguments)
         for exchange, key in plan.bindings:
             await queue.bind(exchange, key)
-        try:
-            holding = await channel.declare_queue(plan.holding, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return None
+        holding = await channel.declare_queue(plan.holding, passive=True)
         for exchange, key in plan.bindings:
             await holding.unbind(exchange, key)  # the queue is bound: new events go there alone
         moved = await _move(channel, plan.holding, plan.name)
