@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import uuid
 from typing import Any
 
 import httpx
@@ -79,3 +82,24 @@ async def test_concurrent_retries_register_once(users_settings: UsersSettings, c
     assert [response.status_code for response in responses] == [201] * 5, [r.text for r in responses]
     assert len({response.text for response in responses}) == 1
     assert await created_events(users_settings, body["email"]) == 1
+
+
+async def test_what_is_stored_of_a_registration_cannot_be_checked_against_a_guessed_password(
+    users_settings: UsersSettings, client: httpx.AsyncClient
+) -> None:
+    """The body holds a password: its fingerprint (and the scope made of it) is keyed with a secret
+    the database does not hold, never the plain hash a copy of the table could test guesses with."""
+    body, chosen = payload(), f"stored-{uuid.uuid4()}"
+    assert (await client.post("/users", json=body, headers=key(chosen))).status_code == 201
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    plain = hashlib.sha256(b"\n".join((b"POST", b"/users", canonical))).digest()
+    engine = create_async_engine(users_settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            query = text("SELECT scope, fingerprint FROM idempotency_keys WHERE key = :key")
+            row = (await conn.execute(query, {"key": chosen})).one()
+    finally:
+        await engine.dispose()
+    assert bytes(row.fingerprint) != plain
+    assert row.scope != plain.hex()
+    assert len(bytes(row.fingerprint)) == len(plain)  # a SHA-256 HMAC

@@ -22,6 +22,7 @@ of its own (the work's was rolled back); a 5xx leaves the key unused.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -233,8 +234,8 @@ KeyHeader = Annotated[
 async def _request_key(request: Request, key: str | None, scope: str | None) -> IdempotentRequest | None:
     if key is None:
         return None
-    digest = _fingerprint(request.method, request.url.path, await request.body())
     runtime: Runtime = request.app.state.runtime
+    digest = _fingerprint(request.method, request.url.path, await request.body(), runtime.fingerprint_key())
     settings = runtime.settings
     route = request.scope["route"]
     return IdempotentRequest(
@@ -262,13 +263,18 @@ UserIdempotencyKey = Annotated[IdempotentRequest | None, Depends(_user_key)]
 AnonymousIdempotencyKey = Annotated[IdempotentRequest | None, Depends(_anonymous_key)]
 
 
-def _fingerprint(method: str, path: str, body: bytes) -> bytes:
-    """The request as a digest; a JSON body in a canonical form, so that its spacing and key order do not count."""
+def _fingerprint(method: str, path: str, body: bytes, key: bytes | None) -> bytes:
+    """The request as a digest; a JSON body in a canonical form, so that its spacing and key order do not count.
+
+    With a `key` (a service whose bodies hold secrets, such as a password), an HMAC: the digest is
+    stored, and a plain hash of a known request would let a copy of the table test guesses.
+    """
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     except ValueError:
         canonical = body
-    return hashlib.sha256(b"\n".join((method.encode(), path.encode(), canonical))).digest()
+    request = b"\n".join((method.encode(), path.encode(), canonical))
+    return hmac.digest(key, request, "sha256") if key is not None else hashlib.sha256(request).digest()
 
 
 async def _replayed(_: Request, exc: Exception) -> Response:

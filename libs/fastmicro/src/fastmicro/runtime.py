@@ -102,6 +102,11 @@ class Runtime(Generic[SettingsT]):
         """The background roles this service runs (in `worker`, and in `serve` unless SERVE_ROLES=false)."""
         raise NotImplementedError(f"{type(self).__name__} must say which background roles it runs: define roles()")
 
+    def fingerprint_key(self) -> bytes | None:
+        """The secret Idempotency-Key fingerprints are keyed with (fastmicro.idempotency), for a
+        service whose request bodies hold secrets; None: a plain hash is enough."""
+        return None
+
     def outbox_relay(self) -> OutboxRelay:
         return OutboxRelay(
             self.engine,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from functools import cached_property
 from typing import Annotated
@@ -21,6 +22,13 @@ class Users(Runtime[UsersSettings]):
     def roles(self) -> list[BackgroundRole]:
         """The outbox relay and the outbox's retention: users consumes nothing."""
         return [self.outbox_relay(), self.retention_purger(outbox=True, inbox=False, idempotency=True)]
+
+    def fingerprint_key(self) -> bytes:
+        """POST /users bodies hold a password: their Idempotency-Key fingerprints are keyed with a
+        secret the database does not hold (derived from the signing key; a key rotation leaves the
+        registrations still in their retry window to be retried as new ones, answered email_taken)."""
+        signing_key = self.settings.jwt_signing_key.get_secret_value().encode()
+        return hmac.digest(signing_key, b"fastmicro idempotency-key fingerprint", "sha256")
 
     def uow(self) -> UsersUnitOfWork:
         return UsersUnitOfWork(self.session_factory)
