@@ -119,6 +119,6 @@ def scraped_posts(text: str) -> int:
             for family in text_string_to_metric_families(text)
             for sample in family.samples
             if sample.name == "http_requests_total"
-            and sample.labels == {"method": "POST", "route": "/orders", "status": "201"}
+            and sample.labels == {"method": "POST", "route": "/orders", "status": "201", "service": "orders"}
         )
     )
