@@ -19,6 +19,7 @@ from fastmicro.cli import run_worker
 from fastmicro.logging import configure_logging
 from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime
 from fastmicro.settings import ServiceSettings
+from fastmicro.tracing import configure_tracing
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
@@ -47,6 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     service = importlib.import_module(f"{args.service}.main").service
     settings = service.settings()
+    configure_tracing(settings.service_name)  # as `worker` does: on only when the OTEL_* variables say so
     configure_logging(settings)
     uvloop.run(run_worker(settings, only(service.runtime.roles, args.role), service.runtime))
 
