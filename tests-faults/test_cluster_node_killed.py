@@ -1,6 +1,6 @@
 """Scenario 11: a three-node RabbitMQ cluster loses a node, twice, during a burst of 300 orders.
 
-Promise: with quorum queues (the default `QUEUE_TYPE`), the loss of one node of three loses no
+Promise: with quorum queues (`QUEUE_TYPE=quorum`, as the prod overlay sets it), the loss of one node of three loses no
 event and sends no email twice. The queues are replicated on all three nodes; a majority (two)
 keeps accepting, confirming and delivering; clients connected to the dead node reconnect
 through the cluster's address to a live one.
@@ -51,7 +51,8 @@ WAVES = 4
 USERS = 20
 DRAIN = 60.0  # seconds for the last wave to be handled and mailed once the cluster is whole: generous, not a target
 # Few database connections: the scenario is about the broker, and the machine's PostgreSQL is shared.
-SMALL = {"db_pool_size": 5, "consumer_prefetch": 5}
+# Quorum queues, as the prod overlay sets them for its three nodes (one node defaults to classic).
+SMALL = {"db_pool_size": 5, "consumer_prefetch": 5, "queue_type": "quorum"}
 PLACING = 4  # orders written at once
 
 
@@ -85,10 +86,10 @@ async def cluster_stack(
         service: await migrated_database(database_factory, service, f"{service}:migrations") for service in SERVICES
     }
     namespace = f"{amqp_namespace}c."
-    broker = Broker(amqp_url, Topology(namespace))
+    broker = Broker(amqp_url, Topology(namespace, "quorum"))
     stack = FaultStack(namespace, amqp_url, databases, mail, broker)
     for name, service in SERVICES.items():
-        await service.declare_topology(stack.settings(name))
+        await service.declare_topology(stack.settings(name, queue_type="quorum"))
     try:
         yield stack, proxy
     finally:

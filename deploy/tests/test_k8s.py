@@ -236,14 +236,16 @@ def test_production_runs_several_of_each_service_and_of_postgres() -> None:
     documents = overlay("prod")
 
     assert find(documents, "Cluster", "fastmicro-pg")["spec"]["instances"] >= 3
-    # quorum queues (the services' default) on three broker nodes, spread over the cluster's machines
+    # quorum queues on three broker nodes, spread over the cluster's machines
     rabbitmq = find(documents, "RabbitmqCluster", "fastmicro-rabbitmq")["spec"]
     assert rabbitmq["replicas"] == 3
     (spread,) = rabbitmq["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert spread["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert spread["podAffinityTerm"]["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "fastmicro-rabbitmq"}
-    # no service opts out of quorum queues
-    assert not [d for d in documents if d["kind"] == "ConfigMap" and "QUEUE_TYPE" in d.get("data", {})]
+    # every service's queues are quorum queues there (one node, the base's, keeps classic ones)
+    configs = [d for d in documents if d["kind"] == "ConfigMap" and "SERVE_ROLES" in d.get("data", {})]
+    assert len(configs) == len(SERVICES)
+    assert {d["data"].get("QUEUE_TYPE") for d in configs} == {"quorum"}
     for service in SERVICES:
         assert find(documents, "Deployment", f"{service}-api")["spec"]["replicas"] >= 2
         assert find(documents, "HorizontalPodAutoscaler", f"{service}-worker")["spec"]["minReplicas"] >= 2

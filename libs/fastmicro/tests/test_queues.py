@@ -346,6 +346,7 @@ async def test_topology_names_the_migration_when_the_type_changed_and_queues_mig
         database_url="postgresql+asyncpg://kernel@127.0.0.1:9/unused",
         amqp_url=test_servers.amqp_url,
         amqp_namespace=namespace,
+        queue_type="quorum",
         _env_file=None,
     )
     classic = quorum.model_copy(update={"queue_type": "classic"})

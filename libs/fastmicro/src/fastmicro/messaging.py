@@ -35,7 +35,7 @@ class Topology:
     """
 
     namespace: str = ""
-    queue_type: QueueType = "quorum"
+    queue_type: QueueType = "classic"
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
 
     @property

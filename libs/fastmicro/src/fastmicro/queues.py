@@ -1,8 +1,9 @@
 """The arguments every queue of the topology is declared with, for classic or quorum queues.
 
-`QUEUE_TYPE` picks the type (quorum by default). A quorum queue is replicated over a majority
-of the cluster's nodes: it survives the loss of a node where a classic queue lives on one. What
-quorum queues need here:
+`QUEUE_TYPE` picks the type: classic by default (one node, where a quorum queue replicates nothing
+and costs capacity), quorum where the broker has several nodes (the prod overlay sets it). A
+quorum queue is replicated over a majority of the cluster's nodes: it survives the loss of a node
+where a classic queue lives on one. What quorum queues need here:
 
 - the service queue (`<svc>.events`) has an explicit delivery limit (`CONSUMER_DELIVERY_LIMIT`):
   a message redelivered that often (a consumer that crashes on it every time) is dead-lettered
@@ -39,7 +40,7 @@ DEFAULT_DELIVERY_LIMIT = 10
 class QueueArguments:
     """What each kind of queue is declared with, for one queue type and broker version."""
 
-    queue_type: QueueType = "quorum"
+    queue_type: QueueType = "classic"
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     broker_major: int = 3
 

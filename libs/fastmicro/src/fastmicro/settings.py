@@ -79,10 +79,11 @@ class ServiceSettings(BaseSettings):
     #: tests set one so they never share topology with a running stack.
     amqp_namespace: str = ""
     queue_type: QueueType = Field(
-        default="quorum",
+        default="classic",
         description=(
-            "`quorum` (replicated over the broker's nodes) or `classic` (on one node). A queue's type cannot"
-            " change in place: switch with `python -m <service> queues migrate`."
+            "`quorum` (replicated over the broker's nodes: where it has several, as the prod overlay sets it) or"
+            " `classic` (one node: on a single node a quorum queue replicates nothing and halves end-to-end"
+            " capacity). A queue's type cannot change in place: switch with `python -m <service> queues migrate`."
         ),
     )
 
