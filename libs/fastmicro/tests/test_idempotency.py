@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import String, select, text, update
+from sqlalchemy import String, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -25,6 +25,7 @@ from fastmicro.idempotency import (
     idempotency_table,
 )
 from fastmicro.retention import RetentionPurger
+from fastmicro.testing.locks import wait_for_an_advisory_lock_waiter
 from fastmicro.testing.plugin import DatabaseFactory
 from fastmicro.uow import UnitOfWork
 
@@ -149,7 +150,7 @@ async def test_a_retry_waits_for_the_first_then_replays_it(engine: AsyncEngine) 
         gadget = Gadget(name="first")
         uow.session.add(gadget)
         retry = asyncio.create_task(make(engine, request(), name="retry"))
-        await wait_for_a_key_waiter(engine)
+        await wait_for_an_advisory_lock_waiter(engine)
         await uow.commit(answer=gadget)
     with pytest.raises(Replayed) as replayed:
         await retry
@@ -182,17 +183,3 @@ async def test_an_expired_key_is_free_again_and_purged(engine: AsyncEngine) -> N
     purged = await RetentionPurger(engine, idempotency_retention=TTL).purge()
     assert purged == {"idempotency_keys": 1}
     assert await keys(engine) == [("k-1", 201)]
-
-
-async def wait_for_a_key_waiter(engine: AsyncEngine, within: float = 10.0) -> None:
-    """Until a transaction of this database waits for an advisory lock (the key's) another holds."""
-    query = text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    )
-    async with asyncio.timeout(within):
-        while True:
-            async with engine.connect() as conn:
-                if await conn.scalar(query):
-                    return
-            await asyncio.sleep(0.05)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fastmicro.events import Envelope
 
@@ -99,17 +96,3 @@ def of_order(order_id: str | uuid.UUID) -> Callable[[Envelope], bool]:
 
 def of_user(user_id: str | uuid.UUID) -> Callable[[Envelope], bool]:
     return lambda envelope: envelope.data.get("user_id") == str(user_id)
-
-
-async def wait_for_a_lock_waiter(engine: AsyncEngine, within: float = 10.0) -> None:
-    """Until some transaction of this database waits for an advisory lock another one holds."""
-    query = text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    )
-    async with asyncio.timeout(within):
-        while True:
-            async with engine.connect() as conn:
-                if await conn.scalar(query):
-                    return
-            await asyncio.sleep(0.05)

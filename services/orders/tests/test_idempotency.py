@@ -10,8 +10,10 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from fastmicro.testing.locks import wait_for_an_advisory_lock_waiter
+
 from .conftest import Customer, NewCustomer
-from .helpers import TWO_ITEMS, assert_order, assert_problem, assert_validation_error, wait_for_a_lock_waiter
+from .helpers import TWO_ITEMS, assert_order, assert_problem, assert_validation_error
 
 ONE_ITEM = [{"sku": "PEN-2", "quantity": 1, "unit_price": 1999}]
 
@@ -122,7 +124,7 @@ async def test_a_retry_while_the_first_is_still_running_is_told_so_past_the_boun
         )
         started = asyncio.get_running_loop().time()
         retry = asyncio.create_task(client.post("/orders", json={"items": TWO_ITEMS}, headers=keyed(alice, "slow")))
-        await wait_for_a_lock_waiter(app.state.runtime.engine)
+        await wait_for_an_advisory_lock_waiter(app.state.runtime.engine)
         response = await retry
         waited = asyncio.get_running_loop().time() - started
         await first.rollback()

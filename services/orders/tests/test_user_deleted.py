@@ -15,6 +15,7 @@ from fastmicro.events import Envelope
 from fastmicro.messaging import Broker
 from fastmicro.outbox import outbox_table
 from fastmicro.testing import EventDelivery, catch_events, publish_envelope, publish_event, publish_raw
+from fastmicro.testing.locks import wait_for_an_advisory_lock_waiter
 from fastmicro_contracts.users import UserDeleted
 from orders.handlers import SUBSCRIPTIONS, on_user_deleted
 from orders.models import DeletedUser, Order
@@ -23,7 +24,7 @@ from orders.settings import OrdersSettings
 from orders.uow import OrdersUnitOfWork
 
 from .conftest import Customer, NewCustomer
-from .helpers import TWO_ITEMS, assert_order, assert_problem, of_order, of_user, place, wait_for_a_lock_waiter
+from .helpers import TWO_ITEMS, assert_order, assert_problem, of_order, of_user, place
 
 
 def cancelled_for_deletion(user: Customer) -> Callable[[Envelope], bool]:
@@ -154,7 +155,7 @@ async def test_an_order_placed_while_the_deletion_is_handled_waits_for_it_and_is
     async with OrdersUnitOfWork(app.state.runtime.session_factory) as uow:
         await on_user_deleted(UserDeleted(user_id=alice.id), uow)
         placing = asyncio.create_task(unaware_client.post("/orders", json={"items": TWO_ITEMS}, headers=alice.auth))
-        await wait_for_a_lock_waiter(app.state.runtime.engine)
+        await wait_for_an_advisory_lock_waiter(app.state.runtime.engine)
         assert not placing.done()
         await uow.commit()
     assert_problem(await placing, 403, "forbidden")
@@ -179,7 +180,7 @@ async def test_a_deletion_arriving_while_an_order_is_placed_waits_for_it_and_can
             )
             await uow.orders.create(order)
             await publish_event(test_broker, UserDeleted(user_id=alice.id))
-            await wait_for_a_lock_waiter(app.state.runtime.engine)
+            await wait_for_an_advisory_lock_waiter(app.state.runtime.engine)
             await uow.commit()
         await catcher.wait_for(of_order(order.id), within=15)
     assert await status_of(unaware_client, alice, str(order.id)) == "cancelled"
