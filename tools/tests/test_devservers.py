@@ -39,12 +39,13 @@ from fastmicro.testing.servers import POSTGRES_IMAGE, RABBITMQ_IMAGE
 #: A TCP listener as a process of its own, as a started server is: `python LISTENER <port> <pidfile>`.
 LISTENER = """
 import os, signal, socket, sys
+with open(sys.argv[2], "a") as pids:  # before it answers: a test that saw it answer can stop it
+    pids.write(f"{os.getpid()}\\n")
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind(("127.0.0.1", int(sys.argv[1])))
 server.listen()
-with open(sys.argv[2], "a") as pids:
-    pids.write(f"{os.getpid()}\\n")
+signal.alarm(120)  # never outlives the test for long, whatever becomes of the test's own stop
 signal.pause()
 """
 
