@@ -22,7 +22,6 @@ import structlog
 from sqlalchemy import Column, MetaData, String, Table, Uuid, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from fastmicro.cli import run_cli
 from fastmicro.consumer import (
     ATTEMPT_HEADER,
     DEAD_AT_HEADER,
@@ -49,11 +48,13 @@ from fastmicro.letters import REPLAYED_HEADER
 from fastmicro.messaging import Broker
 from fastmicro.outbox import outbox_table
 from fastmicro.queues import QueueType
-from fastmicro.runtime import BackgroundRole, RolesFactory, Runtime, relay_only
+from fastmicro.runtime import BackgroundRole, Runtime, relay_only
 from fastmicro.settings import ServiceSettings
 from fastmicro.testing import TestServers, publish_event, publish_raw
 from fastmicro.testing.plugin import DatabaseFactory
 from fastmicro.uow import UnitOfWork
+
+from .conftest import cli
 
 parcels = Table("parcels", MetaData(), Column("parcel_id", Uuid), Column("mode", String))
 
@@ -192,29 +193,6 @@ async def handled(engine: AsyncEngine, parcel_id: uuid.UUID, within: float = 15)
             if found:
                 return found
             await asyncio.sleep(0.05)
-
-
-async def cli(settings: ServiceSettings, roles: RolesFactory, *argv: str) -> int:
-    """`python -m <svc> <argv>` in-process (in a thread: it runs its own event loop); the exit code."""
-
-    def run() -> int:
-        try:
-            run_cli(
-                settings_factory=lambda: settings,
-                app_factory=_no_app,
-                migrations=f"{settings.service_name}:migrations",
-                roles=roles,
-                argv=list(argv),
-            )
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-        return 0
-
-    return await asyncio.to_thread(run)
-
-
-def _no_app(settings: ServiceSettings) -> Any:
-    raise AssertionError("dlq never builds the app")
 
 
 async def test_list_shows_every_dead_letter_with_its_reason_and_leaves_the_queue_as_it_was(

@@ -13,7 +13,6 @@ import aio_pika
 import aiormq
 import pytest
 
-from fastmicro.cli import run_cli
 from fastmicro.consumer import ATTEMPT_HEADER, REASON_HEADER, ROUTING_KEY_HEADER, EventConsumer, Subscription
 from fastmicro.dlq import DeadLetterQueues, list_dead_letters, replay_dead_letters
 from fastmicro.events import DomainEvent
@@ -26,6 +25,8 @@ from fastmicro.settings import ServiceSettings
 from fastmicro.testing import TestServers
 from fastmicro.testing.plugin import delete_topology
 from fastmicro.uow import UnitOfWork
+
+from .conftest import cli
 
 
 class Shipped(DomainEvent):
@@ -310,29 +311,12 @@ async def _exists(broker: Broker, queue: str) -> bool:
 
 
 async def _cli(settings: ServiceSettings, *argv: str) -> int:
-    """`python -m <svc> <argv>` in-process, for a service with one consumer (in a thread: it runs its own loop)."""
+    """`python -m <svc> <argv>` in-process, for a service with one consumer."""
 
     def roles(runtime: Runtime[Any]) -> list[BackgroundRole]:
         return [runtime.consumer([Subscription(Shipped, _never)], _no_uow)]
 
-    def run() -> int:
-        try:
-            run_cli(
-                settings_factory=lambda: settings,
-                app_factory=_no_app,
-                migrations="kernel:migrations",
-                roles=roles,
-                argv=list(argv),
-            )
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-        return 0
-
-    return await asyncio.to_thread(run)
-
-
-def _no_app(settings: ServiceSettings) -> Any:
-    raise AssertionError("no app is built")
+    return await cli(settings, roles, *argv)
 
 
 async def test_topology_names_the_migration_when_the_type_changed_and_queues_migrate_makes_it_pass(
