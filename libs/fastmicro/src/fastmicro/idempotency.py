@@ -37,6 +37,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from fastmicro.db import Base, sqlstate_of, utcnow
 from fastmicro.errors import PROBLEM_CONTENT_TYPE, AppError, ConflictError, ValidationError
+from fastmicro.runtime import Runtime
 from fastmicro.security import CurrentUser
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-    from fastmicro.runtime import Runtime
 
 MAX_KEY_LENGTH = 255
 HEADER = "Idempotency-Key"
@@ -234,7 +234,7 @@ KeyHeader = Annotated[
 async def _request_key(request: Request, key: str | None, scope: str | None) -> IdempotentRequest | None:
     if key is None:
         return None
-    runtime: Runtime = request.app.state.runtime
+    runtime = await Runtime.current(request)
     digest = _fingerprint(request.method, request.url.path, await request.body(), runtime.fingerprint_key())
     settings = runtime.settings
     route = request.scope["route"]
