@@ -16,48 +16,32 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import exc, text
+from sqlalchemy import TextClause, exc, text
 
 from fastmicro.backoff import Backoff
 from fastmicro.metrics import RETENTION_PURGED
 
 if TYPE_CHECKING:
-    from sqlalchemy import TextClause
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = structlog.get_logger(__name__)
 
+
+def _purge(table: str, stamped: str) -> TextClause:
+    """Delete up to :batch_size rows of `table` whose `stamped` is older than :age_seconds."""
+    # The victims claimed in index order and skipped where another purger holds them; deleted by ctid.
+    statement = (
+        f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"  # noqa: S608 - module constants, never input
+        f" WHERE {stamped} < now() - make_interval(secs => :age_seconds)"
+        " LIMIT :batch_size FOR UPDATE SKIP LOCKED))"
+    )
+    return text(statement)
+
+
 # published_at < ... implies published_at IS NOT NULL: the planner uses the partial ix_outbox_published.
-PURGE_OUTBOX = text(
-    """
-DELETE FROM outbox WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM outbox
-    WHERE published_at < now() - make_interval(secs => :age_seconds)
-    LIMIT :batch_size
-    FOR UPDATE SKIP LOCKED
-))
-"""
-)
-PURGE_INBOX = text(
-    """
-DELETE FROM inbox WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM inbox
-    WHERE processed_at < now() - make_interval(secs => :age_seconds)
-    LIMIT :batch_size
-    FOR UPDATE SKIP LOCKED
-))
-"""
-)
-PURGE_IDEMPOTENCY_KEYS = text(
-    """
-DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM idempotency_keys
-    WHERE created_at < now() - make_interval(secs => :age_seconds)
-    LIMIT :batch_size
-    FOR UPDATE SKIP LOCKED
-))
-"""
-)
+PURGE_OUTBOX = _purge("outbox", "published_at")
+PURGE_INBOX = _purge("inbox", "processed_at")
+PURGE_IDEMPOTENCY_KEYS = _purge("idempotency_keys", "created_at")
 
 _UNDEFINED_TABLE = "42P01"
 
